@@ -1,0 +1,64 @@
+"""Shared fixtures: where ../shared lives, tiny models, and a CPU-only, quiet environment."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def shared_data_path() -> Path:
+    return Path(os.environ.get("RBE_DATA") or SHARED / "data" / "cifar10_slice.npz")
+
+
+def shared_models_path() -> Path:
+    return Path(os.environ.get("RBE_MODELS") or SHARED / "models")
+
+
+@pytest.fixture
+def slice_path() -> Path:
+    path = shared_data_path()
+    if not path.is_file():
+        pytest.skip(f"no CIFAR-10 slice at {path}")
+    return path
+
+
+@pytest.fixture
+def models_path() -> Path:
+    path = shared_models_path()
+    if not (path / "resnet20_a_standard.safetensors").is_file():
+        pytest.skip(f"no shared pretrained models at {path}")
+    return path
+
+
+class TinyNet(nn.Module):
+    """A small CNN with BatchNorm and Dropout, so that mode changes are observable."""
+
+    def __init__(self, seed: int = 0, num_classes: int = 10):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Dropout(0.1))
+        self.head = nn.Linear(8 * 16, num_classes)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+@pytest.fixture
+def tiny_models():
+    return [TinyNet(seed=s).eval() for s in range(3)]
+
+
+@pytest.fixture
+def batch():
+    generator = torch.Generator().manual_seed(0)
+    return torch.rand(6, 3, 32, 32, generator=generator), torch.randint(0, 10, (6,), generator=generator)

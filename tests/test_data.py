@@ -1,0 +1,96 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from robustbench_ens.data import DataError, load_cifar10
+
+
+def _write_batches(folder, n_train_per_batch=4, n_test=6):
+    """A tiny fake cifar-10-batches-py/ in the official layout (rows of 3072 uint8, CHW order)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    expected = {}
+    for name, n in [*((f"data_batch_{i}", n_train_per_batch) for i in range(1, 6)), ("test_batch", n_test)]:
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n).tolist()
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"batch_label": name.encode(), b"data": data, b"labels": labels}, f, protocol=2)
+        expected[name] = (data, labels)
+    return expected
+
+
+def test_npz_slice_loads(slice_path):
+    data = load_cifar10(slice_path)
+    assert data.x_train.shape == (4660, 32, 32, 3) and data.x_test.shape == (846, 32, 32, 3)
+    x, y = data.test(10)
+    assert x.shape == (10, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert 0 <= x.min() and x.max() <= 1
+    # the first N test points, in order
+    assert torch.equal(y, torch.from_numpy(data.y_test[:10]).long())
+    assert torch.equal(x[3], torch.from_numpy(data.x_test[3]).permute(2, 0, 1).float() / 255)
+
+
+def test_torchvision_folder_layout(tmp_path):
+    expected = _write_batches(tmp_path / "cifar-10-batches-py")
+    for path in (tmp_path, tmp_path / "cifar-10-batches-py"):  # the root or the folder itself
+        data = load_cifar10(path, download=False)
+        assert data.x_train.shape == (20, 32, 32, 3) and data.x_test.shape == (6, 32, 32, 3)
+        test_data, test_labels = expected["test_batch"]
+        assert data.y_test.tolist() == test_labels
+        # rows are CHW-flattened: pixel (0, 0) of image 0 is data[0, 0], data[0, 1024], data[0, 2048]
+        assert data.x_test[0, 0, 0].tolist() == [test_data[0, 0], test_data[0, 1024], test_data[0, 2048]]
+        assert data.y_train[:4].tolist() == expected["data_batch_1"][1]
+
+
+def test_env_var_selects_data(tmp_path, monkeypatch, slice_path):
+    monkeypatch.setenv("RBE_DATA", str(slice_path))
+    assert load_cifar10().x_test.shape[0] == 846
+
+
+def test_batch_with_code_is_refused(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_batches(folder)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": Evil(), b"labels": [0]}, f)
+    with pytest.raises(DataError, match="refusing"):
+        load_cifar10(folder, download=False)
+
+
+@pytest.mark.parametrize("problem", ["missing", "keys", "shape", "labels"])
+def test_bad_npz(tmp_path, problem):
+    path = tmp_path / "d.npz"
+    arrays = {"x_train": np.zeros((4, 32, 32, 3), np.uint8), "y_train": np.zeros(4, np.uint8),
+              "x_test": np.zeros((2, 32, 32, 3), np.uint8), "y_test": np.zeros(2, np.uint8)}
+    if problem == "keys":
+        del arrays["y_test"]
+    if problem == "shape":
+        arrays["x_test"] = np.zeros((2, 28, 28), np.uint8)
+    if problem == "labels":
+        arrays["y_test"] = np.array([0, 12], np.uint8)
+    if problem != "missing":
+        np.savez(path, **arrays)
+    with pytest.raises(DataError):
+        load_cifar10(path)
+
+
+def test_no_data_no_network_is_a_clear_error(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    with pytest.raises(DataError, match="--data"):
+        load_cifar10(tmp_path / "empty")
+
+
+def test_n_examples_beyond_test_set(slice_path):
+    with pytest.raises(DataError, match="1..846"):
+        load_cifar10(slice_path).test(10_000)
