@@ -1,0 +1,11 @@
+"""Ensemble transfer attacks in plain PyTorch: ``from attacks import Ens``.
+
+Every attack is called as ``x_adv = attack(images, labels)`` on images in [0, 1]; see
+:mod:`attacks.base` for the contract. This package imports nothing from the runner.
+"""
+from .base import Attack, MomentumIterativeAttack
+from .ens import Ens
+from .registry import UnknownAttackError, create_attack, get_attack, list_attacks, register_attack
+
+__all__ = ["Attack", "MomentumIterativeAttack", "Ens", "UnknownAttackError",
+           "create_attack", "get_attack", "list_attacks", "register_attack"]

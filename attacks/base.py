@@ -1,0 +1,197 @@
+"""The attack base classes: input checks, model-state hygiene, seeding, and the MI-FGSM loop.
+
+Contract (shared by every attack in this package):
+- constructed with surrogate models (one ``nn.Module`` or a sequence) mapping images in
+  [0, 1] to logits, plus hyperparameters; called as ``x_adv = attack(images, labels)``;
+- ``x_adv`` has the shape, dtype and device of ``images``, lies inside the eps-ball around
+  ``images`` and inside [0, 1];
+- the models' parameters, ``.grad`` fields and train/eval modes are left as found (models
+  run in eval mode during the attack; gradients are taken with respect to the input only);
+- randomness comes from a ``torch.Generator`` seeded from ``seed`` at every call: the same
+  seed and inputs give the same images, and no global RNG state is read or changed;
+- ``targeted=True`` means ``labels`` are the target classes and the loss is minimised.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+NORMS = ("Linf", "L2")
+
+
+class Attack:
+    """Base class: checks arguments and inputs, puts models in eval mode, seeds a generator.
+
+    Subclasses implement :meth:`forward` ``(images, labels) -> x_adv`` and may use
+    ``self.generator`` for any randomness.
+    """
+
+    def __init__(self, models: nn.Module | Sequence[nn.Module], *, eps: float, norm: str = "Linf",
+                 targeted: bool = False, seed: int = 0):
+        self.models = _as_model_list(models)
+        if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+            raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        self.eps = float(eps)
+        self.norm = norm
+        self.targeted = bool(targeted)
+        self.seed = int(seed)
+        self.generator: torch.Generator | None = None
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        _check_inputs(images, labels)
+        images, labels = images.detach(), labels.detach()
+        self.generator = torch.Generator(device=images.device).manual_seed(self.seed)
+        try:
+            with _eval_mode(self.models), torch.enable_grad():
+                x_adv = self.forward(images, labels)
+        finally:
+            self.generator = None
+        return x_adv.detach().to(images.dtype)
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{key}={value!r}" for key, value in self.hyperparameters().items())
+        return f"{type(self).__name__}({len(self.models)} models, {params})"
+
+    def hyperparameters(self) -> dict:
+        """The attack's settings, as recorded in results and leaderboards."""
+        return {key: value for key, value in vars(self).items()
+                if key not in ("models", "generator") and not key.startswith("_")}
+
+    def project(self, images: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        """Back into the eps-ball around ``images`` (in ``self.norm``) and into [0, 1]."""
+        delta = x_adv - images
+        if self.norm == "Linf":
+            delta = torch.clamp(delta, min=-self.eps, max=self.eps)
+        else:
+            norms = _per_sample_norm(delta, p=2)
+            delta = delta * torch.clamp(self.eps / norms.clamp_min(1e-12), max=1.0)
+        return torch.clamp(images + delta, min=0, max=1)
+
+
+class MomentumIterativeAttack(Attack):
+    """The MI-FGSM loop (Dong et al., CVPR 2018) with hooks, in the TransferAttack style.
+
+    For t = 0 .. steps-1::
+
+        g      = gradient(x_t, y)                      # hook: the ensemble's input gradient
+        m      = decay * m + g / mean(|g|)             # hook: accumulate_momentum
+        x_t+1  = project(x_t + step(m))                # hook: step (sign for Linf, L2-normalised for L2)
+
+    A subclass overrides only what differs from this loop (usually :meth:`gradient`).
+    ``alpha`` defaults to ``eps / steps`` (the MI-FGSM paper's choice).
+    """
+
+    def __init__(self, models, *, eps: float = 8 / 255, alpha: float | None = None, steps: int = 10,
+                 decay: float = 1.0, norm: str = "Linf", targeted: bool = False,
+                 random_start: bool = False, seed: int = 0):
+        super().__init__(models, eps=eps, norm=norm, targeted=targeted, seed=seed)
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        alpha = self.eps / steps if alpha is None else alpha
+        if not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
+            raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+        if not isinstance(decay, (int, float)) or not math.isfinite(decay) or decay < 0:
+            raise ValueError(f"decay must be a finite number >= 0, got {decay!r}")
+        self.alpha = float(alpha)
+        self.steps = steps
+        self.decay = float(decay)
+        self.random_start = bool(random_start)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        x_adv = self.init_adversarial(images)
+        momentum = torch.zeros_like(images)
+        for _ in range(self.steps):
+            grad = self.gradient(x_adv, labels)
+            momentum = self.accumulate_momentum(momentum, grad)
+            x_adv = self.project(images, x_adv + self.step(momentum)).detach()
+        return x_adv
+
+    def init_adversarial(self, images: torch.Tensor) -> torch.Tensor:
+        """The starting point: ``images``, or a uniform draw in the eps-ball if ``random_start``."""
+        if not self.random_start:
+            return images.clone()
+        noise = torch.rand(images.shape, generator=self.generator, device=images.device, dtype=images.dtype)
+        if self.norm == "Linf":
+            delta = (2 * noise - 1) * self.eps
+        else:
+            direction = torch.randn(images.shape, generator=self.generator, device=images.device,
+                                    dtype=images.dtype)
+            radius = noise.flatten(1)[:, :1].view(-1, *([1] * (images.dim() - 1))) * self.eps
+            delta = direction / _per_sample_norm(direction, p=2) * radius
+        return self.project(images, images + delta)
+
+    def gradient(self, x_adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """d loss / d x at ``x_adv`` (ascent direction; the loss is negated when targeted)."""
+        raise NotImplementedError
+
+    def accumulate_momentum(self, momentum: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        return momentum * self.decay + grad / _per_sample_mean_abs(grad)
+
+    def step(self, momentum: torch.Tensor) -> torch.Tensor:
+        if self.norm == "Linf":
+            return self.alpha * momentum.sign()
+        return self.alpha * momentum / _per_sample_norm(momentum, p=2).clamp_min(1e-12)
+
+
+def input_gradient(loss_fn, x: torch.Tensor) -> torch.Tensor:
+    """Gradient of the scalar ``loss_fn(x)`` with respect to ``x`` only (no parameter .grad)."""
+    x = x.detach().requires_grad_(True)
+    return torch.autograd.grad(loss_fn(x), x)[0]
+
+
+def _per_sample_mean_abs(t: torch.Tensor) -> torch.Tensor:
+    dims = tuple(range(1, t.dim()))
+    return torch.mean(torch.abs(t), dim=dims, keepdim=True).clamp_min(1e-12)
+
+
+def _per_sample_norm(t: torch.Tensor, p: float) -> torch.Tensor:
+    return t.flatten(1).norm(p=p, dim=1).view(-1, *([1] * (t.dim() - 1)))
+
+
+def _as_model_list(models) -> list[nn.Module]:
+    if isinstance(models, nn.Module):
+        models = [models]
+    if isinstance(models, (str, bytes)) or not isinstance(models, Sequence):
+        raise TypeError(f"models must be an nn.Module or a sequence of them, got {type(models).__name__}")
+    models = list(models)
+    if not models:
+        raise ValueError("an attack needs at least one surrogate model")
+    for model in models:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"every surrogate must be an nn.Module, got {type(model).__name__}")
+    return models
+
+
+def _check_inputs(images, labels) -> None:
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+        raise TypeError("images must be a floating-point tensor (N, C, H, W) in [0, 1]")
+    if images.dim() != 4:
+        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1:
+        raise ValueError("labels must be a 1-D tensor of class indices")
+    if labels.shape[0] != images.shape[0]:
+        raise ValueError(f"batch sizes differ: {images.shape[0]} images, {labels.shape[0]} labels")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise ValueError(f"images must lie in [0, 1], got [{images.min().item():.4g}, {images.max().item():.4g}]")
+
+
+@contextlib.contextmanager
+def _eval_mode(models: list[nn.Module]):
+    """Every module in eval mode inside; each submodule's own mode restored on exit."""
+    saved = [(module, module.training) for model in models for module in model.modules()]
+    try:
+        for model in models:
+            model.eval()
+        yield
+    finally:
+        for module, training in saved:
+            module.training = training

@@ -1,0 +1,82 @@
+"""Ens: MI-FGSM on an ensemble of surrogates (Liu et al., ICLR 2017; Dong et al., CVPR 2018)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import MomentumIterativeAttack, input_gradient
+from .registry import register_attack
+
+FUSIONS = ("logits", "probs", "loss")
+
+
+@register_attack
+class Ens(MomentumIterativeAttack):
+    r"""MI-FGSM against the fused output of K surrogates.
+
+    Fusion of the surrogates f_1..f_K with weights w_k (uniform by default, summing to 1):
+
+    - ``"logits"`` (default; Dong et al. 2018, eq. 6): loss = CE(sum_k w_k f_k(x), y)
+    - ``"probs"``: loss = NLL(log sum_k w_k softmax(f_k(x)), y)
+    - ``"loss"``: loss = sum_k w_k CE(f_k(x), y)
+
+    Update (per sample, Linf): g_{t+1} = mu g_t + grad / ||grad||_1;
+    x_{t+1} = clip_{x, eps}(x_t + alpha sign(g_{t+1})), then clipped to [0, 1].
+    With one surrogate this is exactly ``torchattacks.MIFGSM``.
+
+    Args:
+        models: surrogate ``nn.Module``s (images in [0, 1] -> logits).
+        eps: perturbation budget (default 8/255).
+        alpha: step size (default eps / steps, as in MI-FGSM).
+        steps: iterations T (default 10).
+        decay: momentum decay mu (default 1.0).
+        fusion: ``"logits"``, ``"probs"`` or ``"loss"``.
+        weights: per-model weights (default uniform); normalised to sum to 1.
+        norm: ``"Linf"`` or ``"L2"``.
+        targeted: ``labels`` are target classes and the loss is minimised.
+        random_start: start from a uniform point in the eps-ball.
+        seed: seed of the attack's own generator.
+    """
+
+    def __init__(self, models, *, eps: float = 8 / 255, alpha: float | None = None, steps: int = 10,
+                 decay: float = 1.0, fusion: str = "logits", weights=None, norm: str = "Linf",
+                 targeted: bool = False, random_start: bool = False, seed: int = 0):
+        super().__init__(models, eps=eps, alpha=alpha, steps=steps, decay=decay, norm=norm,
+                         targeted=targeted, random_start=random_start, seed=seed)
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        self.fusion = fusion
+        self.weights = _normalised_weights(weights, len(self.models))
+
+    def ensemble_loss(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The fused loss to ascend (descend when targeted)."""
+        logits = [model(x) for model in self.models]
+        if self.fusion == "logits":
+            loss = F.cross_entropy(_weighted_sum(logits, self.weights), labels)
+        elif self.fusion == "probs":
+            probs = _weighted_sum([out.softmax(dim=1) for out in logits], self.weights)
+            loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), labels)
+        else:
+            loss = _weighted_sum([F.cross_entropy(out, labels) for out in logits], self.weights)
+        return -loss if self.targeted else loss
+
+    def gradient(self, x_adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return input_gradient(lambda x: self.ensemble_loss(x, labels), x_adv)
+
+
+def _normalised_weights(weights, n_models: int) -> list[float]:
+    if weights is None:
+        return [1.0 / n_models] * n_models
+    weights = [float(w) for w in weights]
+    if len(weights) != n_models:
+        raise ValueError(f"weights has {len(weights)} entries for {n_models} models")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError("weights must be >= 0 with a positive sum")
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def _weighted_sum(tensors: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
+    if len(tensors) == 1:  # keeps a single surrogate bit-identical to plain MI-FGSM
+        return tensors[0]
+    return sum(w * t for w, t in zip(weights, tensors))

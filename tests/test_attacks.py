@@ -1,0 +1,155 @@
+import pytest
+import torch
+import torch.nn.functional as F
+import torchattacks
+
+from attacks import Ens, create_attack, list_attacks
+from attacks.registry import UnknownAttackError
+
+ATTACKS = {"Ens": lambda models, **kw: Ens(models, **kw)}
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+@pytest.mark.parametrize("norm,eps", [("Linf", 8 / 255), ("L2", 0.5)])
+def test_invariants(name, norm, eps, tiny_models, batch):
+    images, labels = batch
+    tiny_models[1].train()  # a model in train mode must come back in train mode
+    modes = [[m.training for m in model.modules()] for model in tiny_models]
+    for model in tiny_models:
+        for p in model.parameters():
+            p.grad = torch.full_like(p, 7.0)
+    params = [[p.detach().clone() for p in model.parameters()] for model in tiny_models]
+
+    x_adv = ATTACKS[name](tiny_models, eps=eps, norm=norm, steps=3, random_start=True)(images, labels)
+
+    assert x_adv.shape == images.shape and x_adv.dtype == images.dtype and x_adv.device == images.device
+    assert not x_adv.requires_grad
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    delta = (x_adv - images).flatten(1)
+    size = delta.abs().amax(1) if norm == "Linf" else delta.norm(dim=1)
+    assert (size <= eps + 1e-6).all()
+    assert (size > 0).any(), "the attack did not move"
+    assert [[m.training for m in model.modules()] for model in tiny_models] == modes
+    for model, before in zip(tiny_models, params):
+        for p, p0 in zip(model.parameters(), before):
+            assert torch.equal(p, p0)
+            assert torch.equal(p.grad, torch.full_like(p, 7.0))
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_same_seed_same_images(name, tiny_models, batch):
+    images, labels = batch
+    make = lambda seed: ATTACKS[name](tiny_models, steps=3, random_start=True, seed=seed)  # noqa: E731
+    assert torch.equal(make(1)(images, labels), make(1)(images, labels))
+    assert not torch.equal(make(1)(images, labels), make(2)(images, labels))
+    state = torch.random.get_rng_state()
+    make(3)(images, labels)
+    assert torch.equal(torch.random.get_rng_state(), state), "the global RNG was touched"
+
+
+def test_ens_one_surrogate_equals_torchattacks_mifgsm(tiny_models, batch):
+    images, labels = batch
+    model = tiny_models[0]
+    ours = Ens([model], eps=8 / 255, alpha=2 / 255, steps=10, decay=1.0)(images, labels)
+    theirs = torchattacks.MIFGSM(model, eps=8 / 255, alpha=2 / 255, steps=10, decay=1.0)(images, labels)
+    assert torch.equal(ours, theirs)
+
+
+def test_ens_equals_torchattacks_on_a_pretrained_resnet(slice_path, models_path):
+    from robustbench_ens.data import load_cifar10
+    from robustbench_ens.zoo import load_checkpoint
+
+    model, _ = load_checkpoint(models_path / "resnet20_a_standard.safetensors")
+    images, labels = load_cifar10(slice_path).test(16)
+    ours = Ens(model, eps=4 / 255, alpha=1 / 255, steps=5, decay=0.9)(images, labels)
+    theirs = torchattacks.MIFGSM(model, eps=4 / 255, alpha=1 / 255, steps=5, decay=0.9)(images, labels)
+    assert torch.equal(ours, theirs)
+    assert (model(ours).argmax(1) != labels).float().mean() > 0.8  # white-box: nearly all fooled
+
+
+def _fused_loss_by_hand(models, x, y, fusion):
+    logits = [m(x) for m in models]
+    if fusion == "logits":
+        return F.cross_entropy(torch.stack(logits).mean(0), y)
+    if fusion == "probs":
+        return F.nll_loss(torch.stack([z.softmax(1) for z in logits]).mean(0).log(), y)
+    return torch.stack([F.cross_entropy(z, y) for z in logits]).mean()
+
+
+@pytest.mark.parametrize("fusion", ["logits", "probs", "loss"])
+def test_ens_first_step_follows_the_fused_gradient(fusion, tiny_models, batch):
+    images, labels = batch
+    x = images.clone().requires_grad_(True)
+    grad = torch.autograd.grad(_fused_loss_by_hand(tiny_models, x, labels, fusion), x)[0]
+    expected = torch.clamp(images + 2 / 255 * grad.sign(), 0, 1)
+    got = Ens(tiny_models, eps=8 / 255, alpha=2 / 255, steps=1, fusion=fusion)(images, labels)
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_fusions_differ(tiny_models, batch):
+    images, labels = batch
+    outs = [Ens(tiny_models, steps=5, fusion=f)(images, labels) for f in ("logits", "probs", "loss")]
+    assert not torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
+
+
+def test_targeted_moves_towards_the_target(tiny_models, batch):
+    images, _ = batch
+    targets = torch.full((len(images),), 3)
+    ensemble = lambda x: torch.stack([m(x) for m in tiny_models]).mean(0)  # noqa: E731
+    before = F.cross_entropy(ensemble(images), targets)
+    x_adv = Ens(tiny_models, eps=16 / 255, steps=10, targeted=True)(images, targets)
+    assert F.cross_entropy(ensemble(x_adv), targets) < before
+
+
+def test_untargeted_raises_the_loss(tiny_models, batch):
+    images, labels = batch
+    ensemble = lambda x: torch.stack([m(x) for m in tiny_models]).mean(0)  # noqa: E731
+    x_adv = Ens(tiny_models, steps=10)(images, labels)
+    assert F.cross_entropy(ensemble(x_adv), labels) > F.cross_entropy(ensemble(images), labels)
+
+
+def test_default_alpha_is_eps_over_steps(tiny_models):
+    assert Ens(tiny_models, eps=8 / 255, steps=4).alpha == pytest.approx(2 / 255)
+
+
+def test_weights_are_normalised(tiny_models):
+    assert Ens(tiny_models, weights=[2, 1, 1]).weights == [0.5, 0.25, 0.25]
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    ({"eps": -0.1}, ValueError), ({"steps": 0}, ValueError), ({"steps": 2.5}, ValueError),
+    ({"alpha": -1.0}, ValueError), ({"norm": "L1"}, ValueError), ({"fusion": "max"}, ValueError),
+    ({"weights": [1, 1]}, ValueError), ({"decay": float("nan")}, ValueError),
+])
+def test_bad_arguments(kwargs, error, tiny_models):
+    with pytest.raises(error):
+        Ens(tiny_models, **kwargs)
+
+
+def test_no_models():
+    with pytest.raises(ValueError, match="at least one"):
+        Ens([])
+    with pytest.raises(TypeError):
+        Ens("resnet20")
+
+
+@pytest.mark.parametrize("problem", ["range", "batch", "shape", "dtype"])
+def test_bad_inputs(problem, tiny_models, batch):
+    images, labels = batch
+    if problem == "range":
+        images = images * 2
+    if problem == "batch":
+        labels = labels[:-1]
+    if problem == "shape":
+        images = images[0]
+    if problem == "dtype":
+        images = (images * 255).to(torch.uint8)
+    with pytest.raises((ValueError, TypeError)):
+        Ens(tiny_models)(images, labels)
+
+
+def test_registry(tiny_models):
+    assert "ens" in list_attacks()
+    assert isinstance(create_attack("Ens", tiny_models, steps=2), Ens)
+    with pytest.raises(UnknownAttackError, match="did you mean ens"):
+        create_attack("enss", tiny_models)
