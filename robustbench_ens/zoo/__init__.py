@@ -1,0 +1,16 @@
+"""The model zoo: architectures, checkpoints (safetensors + provenance), training and resolution.
+
+Importing this package registers every architecture (the modules below register on import).
+"""
+from . import mobilenet, resnet_cifar, vgg, vit, vnncomp  # noqa: F401  (registration side effects)
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .normalize import Normalized
+from .registry import UnknownModelError, create_model, list_models, register_model
+from .resolve import ModelSpec, resolve_model
+from .train import TrainRecipe, train_model
+
+__all__ = [
+    "register_model", "create_model", "list_models", "UnknownModelError", "Normalized",
+    "save_checkpoint", "load_checkpoint", "CheckpointError", "TrainRecipe", "train_model",
+    "ModelSpec", "resolve_model",
+]

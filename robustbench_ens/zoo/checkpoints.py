@@ -1,0 +1,199 @@
+"""Checkpoints as safetensors (never pickle) with a JSON provenance record beside them.
+
+``<stem>.safetensors`` holds the bare network's state dict and the string metadata
+``arch``, ``normalize_mean`` and ``normalize_std`` (comma-separated floats), the layout of
+the shared pretrained files. ``<stem>.json`` holds the provenance (how the weights were
+made), the file's sha256, the arch and the normalisation. Both are written atomically, and
+loading verifies the hash whenever the JSON records one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+import tempfile
+from pathlib import Path
+
+import safetensors.torch
+import torch
+
+from .normalize import Normalized, as_channel_stats
+from .registry import UnknownModelError, create_model
+
+SUFFIX = ".safetensors"
+METADATA_KEYS = ("arch", "normalize_mean", "normalize_std")
+# Arch names used by the shared pretrained files -> registered names.
+_EXTERNAL_ARCHS = {"resnet-2b-vnncomp": "resnet2b", "resnet-4b-vnncomp": "resnet4b"}
+_OPTION_RE = re.compile(r"resnet(\d+)-option([ab])", re.IGNORECASE)
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be trusted or read: hash mismatch, corrupt file, wrong arch or keys."""
+
+
+def registered_arch(name: str) -> str:
+    """Map a checkpoint's arch name ('resnet20-optionA', 'resnet-2b-vnncomp', ...) to a registry name."""
+    match = _OPTION_RE.fullmatch(name)
+    if match:
+        return f"resnet{match.group(1)}_{match.group(2).lower()}"
+    return _EXTERNAL_ARCHS.get(name, name)
+
+
+def _stem_paths(path_stem: Path) -> tuple[Path, Path]:
+    path_stem = Path(path_stem)
+    if path_stem.name.endswith(SUFFIX):
+        path_stem = path_stem.with_name(path_stem.name[: -len(SUFFIX)])
+    return path_stem.with_name(path_stem.name + SUFFIX), path_stem.with_name(path_stem.name + ".json")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file in ``path``'s folder, fsync it, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        if hasattr(os, "fchmod"):  # mkstemp makes the file private (0600); give it the usual umask mode
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable where the platform allows it
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _floats(values) -> str:
+    return ",".join(repr(float(v)) for v in values)
+
+
+def save_checkpoint(model: Normalized, path_stem: Path, provenance: dict) -> Path:
+    """Write ``<stem>.safetensors`` and ``<stem>.json``; return the safetensors path."""
+    if not isinstance(model, Normalized):
+        raise TypeError(f"save_checkpoint takes a Normalized model (from create_model), got {type(model).__name__}")
+    weights_path, json_path = _stem_paths(path_stem)
+    # Clone so that no two entries share storage (safetensors refuses shared tensors).
+    tensors = {key: value.detach().to("cpu").clone().contiguous() for key, value in model.net.state_dict().items()}
+    metadata = {"arch": model.arch, "normalize_mean": _floats(model.normalize_mean),
+                "normalize_std": _floats(model.normalize_std)}
+    data = safetensors.torch.save(tensors, metadata=metadata)
+    record = dict(provenance)
+    record.update(arch=model.arch, normalize_mean=list(model.normalize_mean),
+                  normalize_std=list(model.normalize_std), sha256=hashlib.sha256(data).hexdigest())
+    try:
+        text = json.dumps(record, indent=2, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"provenance must be JSON-serialisable: {error}") from None
+    _atomic_write(weights_path, data)
+    _atomic_write(json_path, (text + "\n").encode())
+    return weights_path
+
+
+def _read_metadata(data: bytes, path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors header (8-byte little-endian length, then JSON)."""
+    try:
+        (length,) = struct.unpack("<Q", data[:8])
+        if length > len(data) - 8:
+            raise ValueError("header longer than the file")
+        header = json.loads(data[8:8 + length])
+        metadata = header.get("__metadata__") or {}
+        if not isinstance(metadata, dict):
+            raise ValueError("__metadata__ is not a mapping")
+        return {str(k): str(v) for k, v in metadata.items()}
+    except (struct.error, ValueError, UnicodeDecodeError, AttributeError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file (corrupt or truncated): {error}") from None
+
+
+def _read_provenance(json_path: Path) -> dict | None:
+    if not json_path.is_file():
+        return None
+    try:
+        record = json.loads(json_path.read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot read provenance {json_path}: {error}") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"provenance {json_path} is not a JSON object")
+    return record
+
+
+def _parse_stats(metadata: dict, key: str, path: Path) -> tuple[float, ...]:
+    if key not in metadata:
+        raise CheckpointError(f"{path} has no {key!r} metadata, so its input normalisation is unknown")
+    try:
+        return as_channel_stats(metadata[key].split(","), key)
+    except ValueError as error:
+        raise CheckpointError(f"{path}: bad {key!r} metadata: {error}") from None
+
+
+def load_checkpoint(path: str | os.PathLike, arch: str | None = None,
+                    device: str | torch.device = "cpu") -> tuple[Normalized, dict]:
+    """Load a safetensors checkpoint as a :class:`Normalized` model in eval mode, plus its provenance.
+
+    ``arch`` defaults to the file's ``arch`` metadata (shared-file names are mapped to
+    registry names); if both are given they must agree. Keys must match the architecture
+    exactly, except that missing BatchNorm ``num_batches_tracked`` counters are allowed.
+    If ``<stem>.json`` exists and records a ``sha256``, the file must have that hash.
+    """
+    weights_path, json_path = _stem_paths(Path(path))
+    try:
+        data = weights_path.read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"cannot read checkpoint {weights_path}: {error}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    record = _read_provenance(json_path)
+    if record is not None and record.get("sha256") and record["sha256"] != digest:
+        raise CheckpointError(f"{weights_path} has sha256 {digest}, but {json_path.name} records "
+                              f"{record['sha256']}: the file was modified or is incomplete; refusing to load it")
+    metadata = _read_metadata(data, weights_path)
+    try:
+        state = safetensors.torch.load(data)
+    except Exception as error:  # the Rust deserialiser raises its own SafetensorError
+        raise CheckpointError(f"{weights_path} is not a readable safetensors file (corrupt or truncated): "
+                              f"{error}") from None
+
+    file_arch = registered_arch(metadata["arch"]) if "arch" in metadata else None
+    if arch is not None and file_arch is not None and registered_arch(arch) != file_arch:
+        raise CheckpointError(f"{weights_path} holds a {metadata['arch']!r} network, not {arch!r}")
+    name = registered_arch(arch) if arch is not None else file_arch
+    if name is None:
+        raise CheckpointError(f"{weights_path} has no 'arch' metadata; pass arch=...")
+    if record is not None and record.get("arch") and registered_arch(record["arch"]) != name:
+        raise CheckpointError(f"{json_path} says arch {record['arch']!r} but the weights are {name!r}")
+    mean = _parse_stats(metadata, "normalize_mean", weights_path)
+    std = _parse_stats(metadata, "normalize_std", weights_path)
+    try:
+        model = create_model(name, mean=mean, std=std)
+    except UnknownModelError as error:
+        raise CheckpointError(f"{weights_path}: {error}") from None
+
+    try:
+        result = model.net.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches
+        raise CheckpointError(f"{weights_path} does not fit {name!r}: {error}") from None
+    missing = [key for key in result.missing_keys if not key.endswith("num_batches_tracked")]
+    if missing or result.unexpected_keys:
+        raise CheckpointError(f"{weights_path} does not fit {name!r}: missing keys {missing}, "
+                              f"unexpected keys {result.unexpected_keys}")
+    model.to(device).eval()
+
+    if record is None:
+        record = {"source": str(weights_path), "arch": name, "sha256": digest}
+        record.update({k: v for k, v in metadata.items() if k not in METADATA_KEYS})
+        record.update(normalize_mean=list(mean), normalize_std=list(std))
+        if "arch" in metadata and metadata["arch"] != name:
+            record["source_arch"] = metadata["arch"]
+    return model, record
