@@ -1,0 +1,39 @@
+"""README.md: the page blocks as GitHub-flavoured Markdown."""
+from __future__ import annotations
+
+import re
+
+from . import page
+from .views import DisplayTable
+
+_SPECIAL = re.compile(r"([\\`*_\[\]|<>#])")
+
+
+def escape(text: str) -> str:
+    """Escape Markdown/HTML-significant characters so data shows as literal text."""
+    text = " ".join(str(text).split())  # no newlines inside a paragraph or a table cell
+    return _SPECIAL.sub(r"\\\1", text).replace("&", "&amp;")
+
+
+def table(t: DisplayTable) -> str:
+    cols = t.columns
+    head = "| " + " | ".join(escape(c) for c in cols) + " |"
+    rule = "|" + "|".join("---:" if t.numeric.get(c) else ":---" for c in cols) + "|"
+    body = ["| " + " | ".join(escape(v) for v in row) + " |" for row in t.text.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def render(blocks: list[page.Block]) -> str:
+    out: list[str] = []
+    for b in blocks:
+        if isinstance(b, page.Heading):
+            out.append("#" * b.level + " " + escape(b.text))
+        elif isinstance(b, page.Para):
+            out.append(escape(b.text))
+        elif isinstance(b, page.Table):
+            out.append(table(b.table))
+        elif isinstance(b, page.Image):
+            out.append(f"![{escape(b.alt)}]({b.filename})")
+        elif isinstance(b, page.Links):
+            out.append("\n".join(f"- [{escape(f)}]({f}): {escape(d)}" for f, d in b.items))
+    return "\n\n".join(out) + "\n"

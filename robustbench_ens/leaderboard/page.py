@@ -1,0 +1,161 @@
+"""The page as a list of blocks (headings, paragraphs, tables, images, links).
+
+Both README.md and index.html are renderings of this one list, so the two pages always
+carry the same sections, sentences and tables. Text in blocks is plain (unescaped): each
+renderer escapes it for its own format.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import views
+from .format import canonical_eps, fmt_eps, fmt_value, is_missing
+from .tables import Leaderboard
+
+HEATMAP = "heatmap.png"
+ROBUST_VS_EPS = "robust_vs_eps.png"
+DOWNLOADS = (("matrix.csv", "robust accuracy matrix, wide per eps"),
+             ("defenses.csv", "defense ranking"),
+             ("attacks.csv", "attack ranking"),
+             ("cells.csv", "every grid cell as run, failed ones included"),
+             ("leaderboard.json", "everything above, machine-readable"),
+             ("index.html", "this page as one self-contained HTML file"))
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Para:
+    text: str
+
+
+@dataclass(frozen=True)
+class Table:
+    table: views.DisplayTable
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Image:
+    filename: str
+    alt: str
+
+
+@dataclass(frozen=True)
+class Links:
+    items: tuple[tuple[str, str], ...]  # (filename, description)
+
+
+Block = Heading | Para | Table | Image | Links
+
+
+def n_text(lb: Leaderboard, setting: dict) -> str:
+    """The number of test points: from the cells, else from the setting."""
+    if lb.n_points:
+        return "–".join(str(n) for n in (lb.n_points[0], lb.n_points[-1])) \
+            if len(lb.n_points) > 1 else str(lb.n_points[0])
+    n = ((setting or {}).get("data") or {}).get("n_examples")
+    return str(n) if n is not None else "?"
+
+
+def norm_text(setting: dict) -> str:
+    return str(((setting or {}).get("threat") or {}).get("norm") or "Linf")
+
+
+def seeds_text(lb: Leaderboard, setting: dict) -> str:
+    seeds = (setting or {}).get("seeds") or lb.seeds
+    k = len(seeds)
+    return f"{k} seed{'s' if k != 1 else ''} ({fmt_value(list(seeds))})" if k else "seed not recorded"
+
+
+def title(lb: Leaderboard) -> str:
+    return f"robustbench-ens leaderboard: {lb.suite}"
+
+
+def summary(lb: Leaderboard, setting: dict) -> str:
+    s = setting or {}
+    desc = str(s.get("description") or "").strip()
+    surrogates = [str(x.get("name")) for x in (s.get("surrogates") or []) if isinstance(x, dict)]
+    source = ((s.get("data") or {}).get("source")) or "the test set"
+    parts = [f"{desc.rstrip('.')}." if desc else ""]
+    parts.append(
+        f"{len(lb.defenses)} defense{'s' if len(lb.defenses) != 1 else ''} against "
+        f"{len(lb.attacks)} transfer attack{'s' if len(lb.attacks) != 1 else ''} "
+        f"crafted on surrogate models"
+        + (f" ({', '.join(surrogates)})" if surrogates else "")
+        + f", {norm_text(s)} threat model"
+        + (f" with eps in {{{', '.join(fmt_eps(e) for e in lb.eps_list)}}}" if lb.eps_list else "")
+        + (f" (headline {fmt_eps(lb.headline_eps)})" if lb.headline_eps is not None else "")
+        + f", on the first {n_text(lb, s)} test points of {source}, {seeds_text(lb, s)}.")
+    wanted = (s.get("threat") or {}).get("headline_eps") if isinstance(s.get("threat"), dict) else None
+    if lb.headline_eps is not None and wanted is not None and not is_missing(wanted) \
+            and canonical_eps(float(wanted)) != lb.headline_eps:
+        parts.append(f"The setting's headline eps {fmt_eps(float(wanted))} has no results; "
+                     f"the rankings use {fmt_eps(lb.headline_eps)}, the largest eps that has.")
+    if not lb.eps_list:
+        parts.append("There are no attack results yet.")
+    meta = [f"version {s['version']}" if s.get("version") else "",
+            f"commit {s['git_commit']}" if s.get("git_commit") else "",
+            f"run on {s['date']}" if s.get("date") else ""]
+    meta = [m for m in meta if m]
+    if meta:
+        parts.append(f"Generated from {', '.join(meta)}.")
+    return " ".join(p for p in parts if p)
+
+
+def caveat(lb: Leaderboard, setting: dict) -> str:
+    return (f"Robust accuracy is measured on the first {n_text(lb, setting)} test points only. "
+            "The attacks are transfer attacks: the adversarial examples are crafted on the "
+            "surrogate models and then evaluated on each defense, which the attacker never queries. "
+            "Percentages; with several seeds a cell shows the mean over seeds ± the sample standard "
+            "deviation. A cell whose run failed is shown as 'failed' and never enters an average; "
+            "'—' marks a cell that was not run.")
+
+
+def build_page(lb: Leaderboard, setting: dict) -> list[Block]:
+    h = fmt_eps(lb.headline_eps)
+    blocks: list[Block] = [Heading(title(lb), 1), Para(summary(lb, setting)), Para(caveat(lb, setting))]
+
+    blocks += [Heading("Defense ranking"), Para(
+        f"Defenses ranked by worst-case robust accuracy over all attacks at the headline eps {h} "
+        "(as RobustBench ranks), ties broken by clean accuracy. 'Strongest attack' is the attack "
+        "attaining that worst case; the other eps columns give the worst case there. '≤' marks a "
+        "defense on which some attack failed or was not run: the true worst case may be lower, "
+        "so it is ranked after the complete ones."), Table(views.defense_table(lb))]
+
+    blocks += [Heading("Attack ranking"), Para(
+        f"Attacks ranked by their success rate (the fraction of initially correct points that the "
+        f"attack makes wrong), averaged over the defenses, at {h} and at every other eps. '*' "
+        "marks an average over only the defenses on which the attack ran; such attacks are "
+        "ranked after the complete ones."), Table(views.attack_table(lb))]
+
+    blocks += [Heading("Robust accuracy matrix"), Para(
+        "Robust accuracy (%) of each defense (columns) under each attack (rows), one table per "
+        "eps; the first row is the accuracy without attack.")]
+    for e in lb.eps_list:
+        label = f"eps = {fmt_eps(e)}" + (" (headline)" if e == lb.headline_eps else "")
+        blocks += [Heading(label, 3), Table(views.matrix_table(lb, e))]
+
+    failed = views.failed_table(lb)
+    if failed is not None:
+        blocks += [Heading("Failed cells"), Para(
+            f"{len(lb.failed)} grid cell(s) failed. They are shown as 'failed' above and are not "
+            "counted in any average or worst case."), Table(failed)]
+
+    blocks += [Heading("Plots"),
+               Image(HEATMAP, "Heatmap of robust accuracy, attacks by defenses"),
+               Image(ROBUST_VS_EPS, "Worst-case robust accuracy versus eps, one line per defense"),
+               Heading("Downloads"), Links(DOWNLOADS + ((HEATMAP, "heatmap"),
+                                                        (ROBUST_VS_EPS, "robust accuracy vs eps")))]
+
+    blocks += [Heading("Setting"), Table(views.setting_table(setting, lb))]
+    for title_, t in (("Attacks", views.attacks_setting_table(setting)),
+                      ("Surrogate models", views.surrogates_table(setting)),
+                      ("Defenses", views.defenses_setting_table(setting))):
+        if t is not None:
+            blocks += [Heading(title_, 3), Table(t)]
+    return blocks

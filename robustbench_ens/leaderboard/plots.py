@@ -1,0 +1,188 @@
+"""The two plots, rendered with matplotlib's Agg canvas to PNG bytes.
+
+Figures are built with ``matplotlib.figure.Figure`` and ``FigureCanvasAgg`` directly, so
+nothing here touches pyplot or the process-wide backend.
+"""
+from __future__ import annotations
+
+import io
+import math
+import textwrap
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+from matplotlib import colormaps
+
+from .format import eps_255, fmt_eps, is_missing
+from .page import n_text, norm_text, seeds_text
+from .tables import CLEAN, Leaderboard
+
+MAX_PANELS = 3  # more budgets than this: the heatmap shows the headline eps only
+CMAP = "viridis"
+
+
+def plain(text: object, width: int | None = None) -> str:
+    """Label text shown literally: no mathtext (``$``), optionally wrapped."""
+    s = str(text).replace("$", r"\$")
+    return "\n".join(textwrap.wrap(s, width, break_long_words=True)) if width and len(s) > width else s
+
+
+def setting_line(lb: Leaderboard, setting: dict) -> str:
+    return (f"{lb.suite}: first {n_text(lb, setting)} test points, {norm_text(setting)} "
+            f"transfer attacks, {seeds_text(lb, setting)}")
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def heatmap_png(lb: Leaderboard, setting: dict) -> bytes:
+    """Annotated robust-accuracy heatmap (rows: clean + attacks, columns: defenses), one panel per eps."""
+    eps = lb.eps_list if len(lb.eps_list) <= MAX_PANELS else [lb.headline_eps]
+    eps = [e for e in eps if e is not None]
+    defs = lb.defenses
+    n_def = max(len(defs), 1)
+    n_rows = max((len(lb.matrix_rows(e)) for e in eps), default=1)
+    longest = max((len(d) for d in defs), default=0)
+    rotate = longest > 10 or n_def > 6
+    side = n_def * len(eps) <= 14
+    ncols, nrows = (max(len(eps), 1), 1) if side else (1, len(eps))
+    pw = max(3.6, 0.95 * n_def + 1.6)
+    ph = max(2.4, 0.5 * n_rows + (1.3 if rotate else 0.7))
+    row_label_w = 0.075 * max((len(a) for e in eps for a in lb.matrix_rows(e)), default=8) + 0.4
+    fig = Figure(figsize=(ncols * pw + row_label_w + 1.2, nrows * ph + 0.9), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    cmap = colormaps[CMAP].with_extremes(bad="#d9d9d9")
+    norm = Normalize(0, 100)
+    image = None
+    if not eps:
+        axes[0].text(0.5, 0.5, "no attack results", ha="center", va="center")
+        axes[0].set_axis_off()
+    for ax, e in zip(axes, eps):
+        rows = lb.matrix_rows(e)
+        m = np.full((len(rows), len(defs)), np.nan)
+        for i, a in enumerate(rows):
+            for j, d in enumerate(defs):
+                s = lb.matrix_stat(e, a, d)
+                if s.has_value:
+                    m[i, j] = 100 * s.mean
+        image = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, norm=norm, aspect="auto")
+        fs = 8 if n_def > 5 else 9
+        for i, a in enumerate(rows):
+            for j, d in enumerate(defs):
+                s = lb.matrix_stat(e, a, d)
+                if s.status == "failed":
+                    ax.add_patch(_hatch(j, i))
+                    txt, color = "failed", "#a40e26"
+                elif not s.has_value:
+                    txt, color = ("n/a" if s.status == "n/a" else "—"), "#444444"
+                else:
+                    txt = f"{100 * s.mean:.1f}"
+                    if not is_missing(s.std):
+                        txt += f"\n±{100 * s.std:.1f}"
+                    if s.status == "partial":
+                        txt += "*"
+                    color = "white" if m[i, j] < 60 else "black"
+                box = dict(boxstyle="round,pad=0.2", facecolor="white", edgecolor="none") \
+                    if s.status == "failed" else None
+                ax.text(j, i, txt, ha="center", va="center", fontsize=fs, color=color, bbox=box,
+                        fontweight="bold" if s.status == "failed" else "normal")
+        ax.set_xticks(range(len(defs)))
+        ax.set_xticklabels([plain(d, 18) for d in defs], rotation=30 if rotate else 0,
+                           ha="right" if rotate else "center", rotation_mode="anchor", fontsize=9)
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels(["clean (no attack)" if a == CLEAN else plain(a, 28) for a in rows], fontsize=9)
+        ax.set_xticks(np.arange(-0.5, len(defs)), minor=True)
+        ax.set_yticks(np.arange(-0.5, len(rows)), minor=True)
+        ax.grid(which="minor", color="white", linewidth=1.5)
+        ax.tick_params(which="minor", length=0)
+        ax.axhline(0.5, color="white", linewidth=4)  # separate the clean row
+        head = " (headline)" if e == lb.headline_eps else ""
+        ax.set_title(f"ε = {fmt_eps(e)}{head}", fontsize=11)
+    for ax in axes[len(eps):] if eps else []:
+        ax.set_axis_off()
+    statuses = {lb.matrix_stat(e, a, d).status for e in eps for a in lb.matrix_rows(e) for d in defs}
+    notes = (["* mean over the seeds that did not fail"] if "partial" in statuses else []) + \
+        (["hatched: every seed failed"] if "failed" in statuses else [])
+    if notes:
+        fig.supxlabel(";  ".join(notes), fontsize=8, color="#444444")
+    if image is not None:
+        cb = fig.colorbar(image, ax=list(axes[:max(len(eps), 1)]), shrink=0.9, pad=0.02)
+        cb.set_label("robust accuracy (%)")
+    fig.suptitle(plain("Robust accuracy (%) - " + setting_line(lb, setting)), fontsize=11)
+    return _png(fig)
+
+
+def _hatch(x: float, y: float) -> Rectangle:
+    return Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor="#f4d6d6", edgecolor="#a40e26",
+                     hatch="//", linewidth=0, alpha=0.9)
+
+
+def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
+    """Worst-case robust accuracy over attacks versus eps, one line per defense (eps 0 = clean)."""
+    fig = Figure(figsize=(8.6, 4.8), layout="constrained")
+    ax = fig.subplots()
+    xs = [0.0] + list(lb.eps_list)
+    all_255 = all(eps_255(x) is not None for x in xs)
+    to_x = (lambda e: 255.0 * e) if all_255 else (lambda e: e)
+    cmap = colormaps["tab10" if len(lb.defenses) <= 10 else "tab20"]
+    markers = "osD^vP*Xh<>p"
+    any_incomplete = False
+    span = (to_x(max(xs)) - to_x(min(xs))) or 1.0
+    dodge = 0.006 * span if len(lb.defense_ranking) > 1 else 0.0
+    for k, r in enumerate(lb.defense_ranking):
+        d = r["defense"]
+        c = lb.clean_acc.get(d)
+        ys = [100 * c.mean if c is not None and c.has_value else math.nan]
+        err = [100 * c.std if c is not None and not is_missing(c.std) else 0.0]
+        complete = [True]
+        for e in lb.eps_list:
+            w = r["by_eps"][fmt_eps(e)]
+            ys.append(100 * w["robust_acc"] if not is_missing(w["robust_acc"]) else math.nan)
+            err.append(100 * w["robust_acc_std"] if not is_missing(w["robust_acc_std"]) else 0.0)
+            complete.append(w["complete"])
+        # dodge the lines a little so that overlapping error bars stay apart
+        x = np.array([to_x(v) for v in xs]) + dodge * (k - (len(lb.defense_ranking) - 1) / 2)
+        y = np.array(ys)
+        color = cmap(k % cmap.N)
+        mk = markers[k % len(markers)]
+        label = plain(d, 28) + ("" if r["rank"] is None else f"  (#{r['rank']})")
+        holes = [i for i, ok in enumerate(complete) if not ok and not math.isnan(y[i])]
+        filled = [i for i in range(len(x)) if i not in holes]
+        ax.errorbar(x, y, yerr=np.array(err), color=color, marker=mk, markersize=6, capsize=3,
+                    linewidth=1.8, label=label, markevery=filled)
+        if holes:
+            any_incomplete = True
+            ax.plot(x[holes], y[holes], linestyle="none", marker=mk, markersize=8, zorder=3,
+                    markerfacecolor="white", markeredgecolor=color, markeredgewidth=1.8)
+    ticks = [to_x(v) for v in xs]
+    labels = [fmt_eps(v) for v in xs]
+    gaps = np.diff(sorted(ticks)) if len(ticks) > 1 else np.array([1.0])
+    crowded = bool(gaps.min() < 0.1 * span)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(labels, rotation=45 if crowded else 0, ha="right" if crowded else "center",
+                       rotation_mode="anchor")
+    ax.set_xlabel("ε (" + norm_text(setting) + ")" + ("; ε = 0: clean accuracy"))
+    ax.set_ylabel("worst-case robust accuracy (%)")
+    ax.set_ylim(0, 100)
+    if ticks:
+        ax.set_xlim(min(ticks) - 0.04 * span, max(ticks) + 0.04 * span)
+    ax.grid(True, alpha=0.35)
+    if lb.defenses:
+        handles, labels = ax.get_legend_handles_labels()
+        if any_incomplete:
+            handles.append(Line2D([], [], linestyle="none", marker="o", markersize=7,
+                                  markerfacecolor="white", markeredgecolor="#555555"))
+            labels.append("hollow: some attacks failed\nor not run (upper bound)")
+        ax.legend(handles, labels, title="defense (rank)", loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), fontsize=9, title_fontsize=9, frameon=False)
+    ax.set_title(plain("Worst-case robust accuracy over attacks vs ε\n" + setting_line(lb, setting)),
+                 fontsize=11)
+    return _png(fig)

@@ -1,0 +1,423 @@
+"""From grid cells to leaderboard numbers: seed aggregation, rankings and the matrix.
+
+Everything here is numeric (fractions in [0, 1], NaN for "no value"); turning numbers into
+text is the job of :mod:`.views`. Rules, stated once:
+
+* A *cell* is (eps, attack, defense); its seeds are aggregated as the mean over the seeds
+  that finished ``ok`` and, with two or more, their sample standard deviation (ddof=1).
+  A cell whose seeds all failed has no value and status ``failed``; one where only some
+  failed keeps the mean of the others and status ``partial``. Nothing failed is ever
+  turned into a number.
+* The row with attack ``clean`` (eps 0) is the no-attack row: the defense's clean accuracy.
+* Defense ranking (as RobustBench): at each eps, the worst case over attacks of the
+  seed-mean robust accuracy; the strongest attack is the one attaining it, and the ``±``
+  is that cell's std. If some attack failed or did not run for the defense, the worst case
+  over the others is only an upper bound: the defense is marked incomplete and ranked
+  after the complete ones.
+* Attack ranking: at each eps, the mean over defenses of the seed-mean success rate; the
+  ``±`` is the std over seeds of the per-seed mean over defenses, using the seeds that ran
+  on every one of those defenses (no ``±`` when fewer than two did). Attacks that failed or
+  did not run on some defense are marked incomplete and ranked after complete ones.
+* Repeated rows for the same (eps, attack, defense, seed) - a cell re-run - keep the last
+  one by ``finished_at``; ``cells.csv`` still lists them all.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .format import canonical_eps, fmt_eps
+
+CLEAN = "clean"
+METRICS = ("clean_acc", "robust_acc", "success_rate", "linf_mean", "linf_max",
+           "l2_mean", "l2_max", "craft_time_s", "eval_time_s")
+NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One cell aggregated over seeds."""
+
+    mean: float = NAN
+    std: float = NAN
+    n_val: int = 0      # ok seeds with a value
+    n_ok: int = 0       # ok seeds
+    n_failed: int = 0   # failed seeds
+
+    @property
+    def has_value(self) -> bool:
+        return self.n_val > 0
+
+    @property
+    def n_seeds(self) -> int:
+        return self.n_ok + self.n_failed
+
+    @property
+    def status(self) -> str:
+        """ok | partial (some seeds failed) | failed | n/a (ran, no value) | missing."""
+        if self.n_val > 0:
+            return "partial" if self.n_failed else "ok"
+        if self.n_failed:
+            return "failed"
+        return "n/a" if self.n_ok else "missing"
+
+    def as_dict(self, name: str) -> dict[str, Any]:
+        return {name: self.mean, f"{name}_std": self.std, "n_seeds": self.n_seeds,
+                "n_failed": self.n_failed, "status": self.status}
+
+
+MISSING = Stat()
+
+
+def stat_of(values: pd.Series, failed: int) -> Stat:
+    """Aggregate the values of the ok seeds (NaN values ignored) plus a failure count."""
+    v = pd.to_numeric(values, errors="coerce").astype(float)
+    vals = v.dropna()
+    mean = float(vals.mean()) if len(vals) else NAN
+    std = float(vals.std(ddof=1)) if len(vals) >= 2 else NAN
+    return Stat(mean, std, int(len(vals)), int(len(v)), int(failed))
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def normalize_cells(cells: pd.DataFrame, suite: str | None = None) -> pd.DataFrame:
+    """A clean copy: every expected column present, eps canonical, ``ok`` flag, one row per seed."""
+    missing = [c for c in ("attack", "eps", "defense") if c not in cells.columns]
+    if missing:
+        raise ValueError(f"cells lack required column(s): {', '.join(missing)}")
+    df = cells.reset_index(drop=True).copy()
+    if suite and "suite" in df.columns and (df["suite"].astype(str) == suite).any():
+        df = df[df["suite"].astype(str) == suite].reset_index(drop=True)
+    if "suite" in df.columns and df["suite"].dropna().astype(str).nunique() > 1:
+        raise ValueError("cells hold several suites "
+                         f"({sorted(df['suite'].dropna().astype(str).unique())}); "
+                         "write one leaderboard per suite")
+    for col in METRICS + ("n",):
+        df[col] = pd.to_numeric(df[col], errors="coerce") if col in df.columns else NAN
+    if "seed" not in df.columns:
+        df["seed"] = 0
+    for col in ("error", "finished_at"):
+        if col not in df.columns:
+            df[col] = None
+    status = df["status"] if "status" in df.columns else pd.Series("ok", index=df.index)
+    # Anything that is not explicitly ok (failed, NaN, unknown) counts as failed.
+    df["ok"] = status.astype(str).str.strip().str.lower().eq("ok")
+    df["attack"] = df["attack"].astype(str)
+    df["defense"] = df["defense"].astype(str)
+    eps = pd.to_numeric(df["eps"], errors="coerce")
+    clean = df["attack"] == CLEAN
+    eps = eps.mask(clean & eps.isna(), 0.0)  # the no-attack row's budget does not matter
+    if eps.isna().any():
+        bad = df.loc[eps.isna(), ["attack", "defense"]].drop_duplicates().values.tolist()
+        raise ValueError(f"cells with a missing or non-numeric eps: {bad[:5]}")
+    df["eps"] = [canonical_eps(e) for e in eps]
+    order = pd.to_datetime(df["finished_at"], errors="coerce", utc=True, format="ISO8601")
+    df = (df.assign(_t=order, _i=np.arange(len(df)))
+            .sort_values(["_t", "_i"], na_position="first", kind="stable")
+            .drop_duplicates(["eps", "attack", "defense", "seed"], keep="last")
+            .sort_values("_i").drop(columns=["_t", "_i"]).reset_index(drop=True))
+    return df
+
+
+def _ordered(preferred: list[str], seen: list[str]) -> list[str]:
+    """``preferred`` names that occur in ``seen`` first (setting order), then the rest as seen."""
+    seen_set = dict.fromkeys(seen)
+    out = [p for p in dict.fromkeys(preferred) if p in seen_set]
+    return out + [s for s in seen_set if s not in out]
+
+
+def _names(setting: dict, key: str) -> list[str]:
+    items = setting.get(key) or []
+    return [str(i["name"]) for i in items if isinstance(i, dict) and "name" in i]
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Leaderboard:
+    """All numbers of one leaderboard, ready to format."""
+
+    suite: str
+    cells: pd.DataFrame                         # normalized
+    eps_list: list[float]                       # attack budgets, ascending
+    headline_eps: float | None
+    attacks: list[str]                          # non-clean, setting order first
+    defenses: list[str]                         # ranking order
+    attacks_at: dict[float, list[str]]
+    robust: dict[tuple, Stat]                   # (eps, attack, defense) -> robust acc
+    success: dict[tuple, Stat]                  # (eps, attack, defense) -> success rate
+    clean_cell: dict[str, Stat]                 # the clean row itself, per defense
+    clean_acc: dict[str, Stat]                  # best available clean accuracy per defense
+    defense_ranking: list[dict] = field(default_factory=list)
+    attack_ranking: list[dict] = field(default_factory=list)
+    n_points: list[int] = field(default_factory=list)
+    seeds: list = field(default_factory=list)
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.cells[~self.cells["ok"]]
+
+    @property
+    def other_eps(self) -> list[float]:
+        return [e for e in self.eps_list if e != self.headline_eps]
+
+    def matrix_stat(self, eps: float, attack: str, defense: str) -> Stat:
+        if attack == CLEAN:
+            cell = self.clean_cell.get(defense, MISSING)
+            return cell if cell.status != "missing" else self.clean_acc.get(defense, MISSING)
+        return self.robust.get((eps, attack, defense), MISSING)
+
+    def matrix_rows(self, eps: float) -> list[str]:
+        return [CLEAN] + self.attacks_at.get(eps, [])
+
+
+def _cell_stats(df: pd.DataFrame, metric: str) -> dict[tuple, Stat]:
+    out = {}
+    for key, g in df.groupby(["eps", "attack", "defense"], sort=False):
+        out[key] = stat_of(g.loc[g["ok"], metric], int((~g["ok"]).sum()))
+    return out
+
+
+def _clean_stats(df: pd.DataFrame, defenses: list[str]) -> tuple[dict, dict]:
+    rows = df[df["attack"] == CLEAN]
+    cell, best = {}, {}
+    for d in defenses:
+        g = rows[rows["defense"] == d]
+        vals = g.loc[g["ok"], "robust_acc"].fillna(g.loc[g["ok"], "clean_acc"])
+        cell[d] = stat_of(vals, int((~g["ok"]).sum())) if len(g) else MISSING
+        best[d] = cell[d]
+        if not cell[d].has_value:
+            # No usable clean row: every attack row also measured the clean accuracy.
+            a = df[(df["attack"] != CLEAN) & (df["defense"] == d) & df["ok"]]
+            per_seed = a.groupby("seed")["clean_acc"].mean()
+            if per_seed.notna().any():
+                best[d] = stat_of(per_seed, 0)
+    return cell, best
+
+
+def _worst_case(lb: Leaderboard, eps: float, d: str) -> dict[str, Any]:
+    attacks = lb.attacks_at.get(eps, [])
+    stats = {a: lb.robust.get((eps, a, d), MISSING) for a in attacks}
+    valued = {a: s for a, s in stats.items() if s.has_value}
+    failed = [a for a, s in stats.items() if s.status == "failed"]
+    partial = [a for a, s in stats.items() if s.status == "partial"]
+    absent = [a for a, s in stats.items() if s.status in ("missing", "n/a")]
+    rec = {"eps": eps, "eps_label": fmt_eps(eps), "robust_acc": NAN, "robust_acc_std": NAN,
+           "strongest_attack": None, "complete": bool(valued) and not failed and not absent,
+           "failed_attacks": failed, "partial_attacks": partial, "missing_attacks": absent}
+    if valued:
+        worst = min(s.mean for s in valued.values())
+        tied = [a for a, s in valued.items() if math.isclose(s.mean, worst, abs_tol=1e-12)]
+        rec.update(robust_acc=worst, robust_acc_std=valued[tied[0]].std,
+                   strongest_attack=", ".join(tied))
+    return rec
+
+
+def _rank(records: list[dict], value: str) -> None:
+    """Competition ranks (1, 1, 3) in list order; ties = same completeness and value."""
+    prev, rank = None, None
+    for i, r in enumerate(records):
+        v = r[value]
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            r["rank"] = None
+            continue
+        key = (r["complete"], round(v, 12))
+        if key != prev:
+            rank, prev = i + 1, key
+        r["rank"] = rank
+
+
+def _nan_last(v: float, sign: float) -> float:
+    return math.inf if v is None or math.isnan(v) else sign * v
+
+
+def defense_ranking(lb: Leaderboard, defenses: list[str]) -> list[dict]:
+    recs = []
+    for d in defenses:
+        by_eps = {fmt_eps(e): _worst_case(lb, e, d) for e in lb.eps_list}
+        head = by_eps.get(fmt_eps(lb.headline_eps)) if lb.headline_eps is not None else None
+        head = head or {"robust_acc": NAN, "robust_acc_std": NAN, "strongest_attack": None,
+                        "complete": False, "failed_attacks": [], "partial_attacks": [],
+                        "missing_attacks": []}
+        c = lb.clean_acc.get(d, MISSING)
+        recs.append({
+            "rank": None, "defense": d, "complete": head["complete"],
+            "clean_acc": c.mean, "clean_acc_std": c.std, "clean_status": c.status,
+            "worst_robust_acc": head["robust_acc"], "worst_robust_acc_std": head["robust_acc_std"],
+            "strongest_attack": head["strongest_attack"],
+            "failed_attacks": head["failed_attacks"], "partial_attacks": head["partial_attacks"],
+            "missing_attacks": head["missing_attacks"], "by_eps": by_eps,
+        })
+    recs.sort(key=lambda r: (math.isnan(r["worst_robust_acc"]), not r["complete"],
+                             _nan_last(r["worst_robust_acc"], -1), _nan_last(r["clean_acc"], -1),
+                             r["defense"]))
+    _rank(recs, "worst_robust_acc")
+    return recs
+
+
+def _attack_at(lb: Leaderboard, eps: float, a: str) -> dict[str, Any]:
+    stats = {d: lb.success.get((eps, a, d), MISSING) for d in lb.defenses}
+    valued = {d: s for d, s in stats.items() if s.has_value}
+    failed = [d for d, s in stats.items() if s.status == "failed"]
+    partial = [d for d, s in stats.items() if s.status == "partial"]
+    absent = [d for d, s in stats.items() if s.status in ("missing", "n/a")]
+    mean = float(np.mean([s.mean for s in valued.values()])) if valued else NAN
+    std = NAN
+    if valued:
+        c = lb.cells
+        ok = c[(c["eps"] == eps) & (c["attack"] == a) & c["ok"] & c["defense"].isin(list(valued))]
+        piv = ok.pivot_table(index="defense", columns="seed", values="success_rate", aggfunc="mean")
+        piv = piv.reindex(list(valued))
+        full = piv.loc[:, piv.notna().all(axis=0)]
+        if full.shape[1] >= 2:
+            std = float(full.mean(axis=0).std(ddof=1))
+    return {"eps": eps, "eps_label": fmt_eps(eps), "success_rate": mean, "success_rate_std": std,
+            "n_defenses": len(valued), "complete": bool(valued) and not failed and not absent,
+            "failed_defenses": failed, "partial_defenses": partial, "missing_defenses": absent}
+
+
+def attack_ranking(lb: Leaderboard, setting: dict) -> list[dict]:
+    info = {str(i.get("name")): i for i in (setting.get("attacks") or []) if isinstance(i, dict)}
+    recs = []
+    for a in lb.attacks:
+        by_eps = {fmt_eps(e): _attack_at(lb, e, a) for e in lb.eps_list if a in lb.attacks_at[e]}
+        head = by_eps.get(fmt_eps(lb.headline_eps)) if lb.headline_eps is not None else None
+        head = head or {"success_rate": NAN, "success_rate_std": NAN, "n_defenses": 0,
+                        "complete": False, "failed_defenses": [], "partial_defenses": [],
+                        "missing_defenses": list(lb.defenses)}
+        recs.append({
+            "rank": None, "attack": a, "class": info.get(a, {}).get("class"),
+            "surrogates": list(info.get(a, {}).get("surrogates") or []),
+            "complete": head["complete"], "mean_success_rate": head["success_rate"],
+            "mean_success_rate_std": head["success_rate_std"], "n_defenses": head["n_defenses"],
+            "failed_defenses": head["failed_defenses"], "partial_defenses": head["partial_defenses"],
+            "missing_defenses": head["missing_defenses"], "by_eps": by_eps,
+        })
+    recs.sort(key=lambda r: (math.isnan(r["mean_success_rate"]), not r["complete"],
+                             _nan_last(r["mean_success_rate"], -1), r["attack"]))
+    _rank(recs, "mean_success_rate")
+    return recs
+
+
+def _headline(setting: dict, eps_list: list[float]) -> float | None:
+    if not eps_list:
+        return None
+    h = (setting.get("threat") or {}).get("headline_eps")
+    try:
+        h = canonical_eps(float(h))
+    except (TypeError, ValueError):
+        h = None
+    return h if h in eps_list else max(eps_list)
+
+
+def build(cells: pd.DataFrame, setting: dict) -> Leaderboard:
+    """Aggregate the cells and compute both rankings."""
+    setting = setting or {}
+    df = normalize_cells(cells, setting.get("suite"))
+    suite = str(setting.get("suite") or (df["suite"].dropna().astype(str).iloc[0]
+                                         if "suite" in df.columns and df["suite"].notna().any()
+                                         else "leaderboard"))
+    att = df[df["attack"] != CLEAN]
+    eps_list = sorted(set(att["eps"]))
+    attacks = _ordered(_names(setting, "attacks"), list(att["attack"]))
+    defenses = _ordered(_names(setting, "defenses"), list(df["defense"]))
+    attacks_at = {e: [a for a in attacks if a in set(att.loc[att["eps"] == e, "attack"])]
+                  for e in eps_list}
+    clean_cell, clean_acc = _clean_stats(df, defenses)
+    seeds = sorted(set(df["seed"].dropna()), key=lambda s: (str(type(s)), s))
+    lb = Leaderboard(
+        suite=suite, cells=df, eps_list=eps_list, headline_eps=_headline(setting, eps_list),
+        attacks=attacks, defenses=defenses, attacks_at=attacks_at,
+        robust=_cell_stats(att, "robust_acc"), success=_cell_stats(att, "success_rate"),
+        clean_cell=clean_cell, clean_acc=clean_acc,
+        n_points=sorted({int(n) for n in df["n"].dropna()}), seeds=seeds)
+    lb.defense_ranking = defense_ranking(lb, defenses)
+    lb.defenses = [r["defense"] for r in lb.defense_ranking]
+    lb.attack_ranking = attack_ranking(lb, setting)
+    return lb
+
+
+# --------------------------------------------------------------------------- exports
+
+
+def _flat(rec: dict, drop: tuple = ("by_eps",)) -> dict:
+    return {k: ("; ".join(map(str, v)) if isinstance(v, list) else v)
+            for k, v in rec.items() if k not in drop}
+
+
+def _rounded(df: pd.DataFrame, digits: int = 6) -> pd.DataFrame:
+    """CSV tidiness: 0.42 rather than 0.42000000000000004 (JSON keeps full precision)."""
+    floats = df.select_dtypes(include="float").columns
+    return df.assign(**{c: df[c].round(digits) for c in floats})
+
+
+def defenses_frame(lb: Leaderboard) -> pd.DataFrame:
+    """defenses.csv: the defense ranking, one row per defense, worst case at every eps."""
+    rows = []
+    for r in lb.defense_ranking:
+        row = _flat(r)
+        for label, w in r["by_eps"].items():
+            row[f"worst_robust_acc@{label}"] = w["robust_acc"]
+            row[f"worst_robust_acc_std@{label}"] = w["robust_acc_std"]
+            row[f"strongest_attack@{label}"] = w["strongest_attack"]
+            row[f"complete@{label}"] = w["complete"]
+        rows.append(row)
+    return _rounded(pd.DataFrame(rows))
+
+
+def attacks_frame(lb: Leaderboard) -> pd.DataFrame:
+    """attacks.csv: the attack ranking, one row per attack, mean success rate at every eps."""
+    rows = []
+    for r in lb.attack_ranking:
+        row = _flat(r)
+        for label, s in r["by_eps"].items():
+            row[f"mean_success_rate@{label}"] = s["success_rate"]
+            row[f"mean_success_rate_std@{label}"] = s["success_rate_std"]
+            row[f"complete@{label}"] = s["complete"]
+        rows.append(row)
+    return _rounded(pd.DataFrame(rows))
+
+
+def matrix_frame(lb: Leaderboard) -> pd.DataFrame:
+    """matrix.csv: wide per eps - one row per (eps, attack incl. clean), one column per defense
+    with the seed-mean robust accuracy (a fraction), ``failed`` for failed cells, empty when
+    the cell did not run; ``<defense> std`` columns when some cell has several seeds."""
+    with_std = any(s.n_val >= 2 for s in lb.robust.values()) or \
+        any(s.n_val >= 2 for s in lb.clean_cell.values())
+    rows = []
+    for e in lb.eps_list:
+        for a in lb.matrix_rows(e):
+            row: dict[str, Any] = {"eps": e, "eps_label": fmt_eps(e), "attack": a}
+            for d in lb.defenses:
+                s = lb.matrix_stat(e, a, d)
+                row[d] = "failed" if s.status == "failed" else (
+                    round(s.mean, 6) if s.has_value else None)
+                if with_std:
+                    row[f"{d} std"] = round(s.std, 6) if not math.isnan(s.std) else None
+            rows.append(row)
+    cols = ["eps", "eps_label", "attack"] + [c for d in lb.defenses
+                                             for c in ([d, f"{d} std"] if with_std else [d])]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def matrix_json(lb: Leaderboard) -> dict[str, Any]:
+    out = {}
+    for e in lb.eps_list:
+        rows = lb.matrix_rows(e)
+        out[fmt_eps(e)] = {
+            "eps": e, "headline": e == lb.headline_eps, "attacks": rows, "defenses": lb.defenses,
+            "robust_acc": {a: {d: lb.matrix_stat(e, a, d).as_dict("robust_acc")
+                               for d in lb.defenses} for a in rows},
+        }
+    return out
+
+
+def cells_frame(cells: pd.DataFrame) -> pd.DataFrame:
+    """cells.csv: the cells exactly as given."""
+    return cells.reset_index(drop=True)

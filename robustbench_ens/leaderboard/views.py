@@ -1,0 +1,301 @@
+"""Display tables: the text (and sort keys) of every table on the page.
+
+Markdown and HTML render the same :class:`DisplayTable` objects, so a number is formatted
+in exactly one place. A table is three aligned DataFrames: ``text`` (what is shown),
+``sort`` (a float per cell for numeric-aware sorting, NaN where the text is not a number)
+and ``flags`` (``""`` or a status such as ``failed`` / ``partial`` / ``incomplete`` that the
+HTML page colours; the text itself always says it too).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pandas as pd
+
+from .format import (DASH, FAILED, fmt_eps, fmt_frac_or_pct, fmt_params, fmt_pct,
+                     fmt_seconds, fmt_value, is_missing)
+from .tables import CLEAN, MISSING, Leaderboard, Stat
+
+UPPER = "≤ "  # marks a worst case over an incomplete set of attacks (an upper bound)
+INCOMPLETE = " *"
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    sort: float = math.nan
+    flag: str = ""
+
+
+@dataclass
+class DisplayTable:
+    key: str
+    text: pd.DataFrame
+    sort: pd.DataFrame
+    flags: pd.DataFrame
+    numeric: dict[str, bool]
+    caption: str | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.text.columns)
+
+
+def make_table(key: str, columns: list[str], rows: list[list[Any]], numeric: set[str] = frozenset(),
+               caption: str | None = None) -> DisplayTable:
+    """Rows of :class:`Cell` (or plain values, shown with :func:`fmt_value`)."""
+    cells = [[c if isinstance(c, Cell) else Cell(fmt_value(c)) for c in r] for r in rows]
+    mk = lambda f: pd.DataFrame([[f(c) for c in r] for r in cells], columns=columns)  # noqa: E731
+    return DisplayTable(key, mk(lambda c: c.text), mk(lambda c: c.sort), mk(lambda c: c.flag),
+                        {c: c in numeric for c in columns}, caption)
+
+
+def _pct(frac: float) -> float:
+    return math.nan if is_missing(frac) else 100.0 * float(frac)
+
+
+def stat_cell(s: Stat) -> Cell:
+    """A seed-aggregated cell: ``45.0``, ``45.0 ± 1.2``, ``failed``, ``n/a`` or a dash."""
+    st = s.status
+    if st == "failed":
+        return Cell(f"{FAILED} ({s.n_failed}/{s.n_seeds} seeds)" if s.n_seeds > 1 else FAILED,
+                    flag="failed")
+    if st == "n/a":
+        return Cell("n/a")
+    if st == "missing":
+        return Cell(DASH)
+    text = fmt_pct(s.mean, s.std)
+    if st == "partial":
+        return Cell(f"{text} ({s.n_failed}/{s.n_seeds} seeds failed)", _pct(s.mean), "partial")
+    return Cell(text, _pct(s.mean))
+
+
+def _rank_cell(r: dict) -> Cell:
+    return Cell(DASH) if r["rank"] is None else Cell(str(r["rank"]), float(r["rank"]))
+
+
+def _worst_cell(w: dict) -> Cell:
+    if is_missing(w["robust_acc"]):
+        return Cell(FAILED, flag="failed") if w["failed_attacks"] else Cell(DASH)
+    text = fmt_pct(w["robust_acc"], w["robust_acc_std"])
+    if not w["complete"]:
+        return Cell(UPPER + text, _pct(w["robust_acc"]), "incomplete")
+    return Cell(text, _pct(w["robust_acc"]))
+
+
+def _notes(failed: list, partial: list, missing: list) -> str:
+    parts = []
+    if failed:
+        parts.append("failed: " + ", ".join(failed))
+    if partial:
+        parts.append("some seeds failed: " + ", ".join(partial))
+    if missing:
+        parts.append("no result: " + ", ".join(missing))
+    return "; ".join(parts)
+
+
+def defense_table(lb: Leaderboard) -> DisplayTable:
+    h = fmt_eps(lb.headline_eps)
+    worst_col = f"Worst-case robust acc @ {h} (%)"
+    cols = ["Rank", "Defense", "Clean acc (%)", worst_col, "Strongest attack"]
+    cols += [f"Worst case @ {fmt_eps(e)} (%)" for e in lb.other_eps]
+    rows, any_notes = [], False
+    for r in lb.defense_ranking:
+        head = r["by_eps"].get(h, {"robust_acc": math.nan, "robust_acc_std": math.nan,
+                                   "complete": False, "failed_attacks": [], "partial_attacks": [],
+                                   "missing_attacks": []})
+        row = [_rank_cell(r), Cell(r["defense"]), stat_cell(lb.clean_acc.get(r["defense"], MISSING)),
+               _worst_cell(head), Cell(r["strongest_attack"] or DASH)]
+        notes = []
+        for e in lb.other_eps:
+            w = r["by_eps"][fmt_eps(e)]
+            row.append(_worst_cell(w))
+        for e in lb.eps_list:
+            w = r["by_eps"][fmt_eps(e)]
+            n = _notes(w["failed_attacks"], w["partial_attacks"], w["missing_attacks"])
+            if n:
+                notes.append(f"{fmt_eps(e)}: {n}")
+        any_notes |= bool(notes)
+        rows.append(row + [Cell(" | ".join(notes))])
+    if any_notes:
+        cols.append("Notes")
+    else:
+        rows = [r[:-1] for r in rows]
+    numeric = {"Rank", "Clean acc (%)", worst_col} | {c for c in cols if c.startswith("Worst case @")}
+    return make_table("defense-ranking", cols, rows, numeric)
+
+
+def attack_table(lb: Leaderboard) -> DisplayTable:
+    h = fmt_eps(lb.headline_eps)
+    main = f"Mean success rate @ {h} (%)"
+    cols = ["Rank", "Attack", "Class", "Surrogates", main]
+    cols += [f"Mean success @ {fmt_eps(e)} (%)" for e in lb.other_eps]
+    cols += ["Defenses"]
+    rows, any_notes = [], False
+    n_def = len(lb.defenses)
+
+    def rate(s: dict | None) -> Cell:
+        if s is None:
+            return Cell(DASH)
+        if is_missing(s["success_rate"]):
+            return Cell(FAILED, flag="failed") if s["failed_defenses"] else Cell(DASH)
+        text = fmt_pct(s["success_rate"], s["success_rate_std"])
+        if not s["complete"]:
+            return Cell(text + INCOMPLETE, _pct(s["success_rate"]), "incomplete")
+        return Cell(text, _pct(s["success_rate"]))
+
+    for r in lb.attack_ranking:
+        row = [_rank_cell(r), Cell(r["attack"]), Cell(r["class"] or DASH),
+               Cell(", ".join(r["surrogates"]) or DASH), rate(r["by_eps"].get(h))]
+        row += [rate(r["by_eps"].get(fmt_eps(e))) for e in lb.other_eps]
+        row.append(Cell(f"{r['n_defenses']}/{n_def}", float(r["n_defenses"])))
+        notes = []
+        for label, s in r["by_eps"].items():
+            n = _notes(s["failed_defenses"], s["partial_defenses"], s["missing_defenses"])
+            if n:
+                notes.append(f"{label}: {n}")
+        any_notes |= bool(notes)
+        rows.append(row + [Cell(" | ".join(notes))])
+    if any_notes:
+        cols.append("Notes")
+    else:
+        rows = [r[:-1] for r in rows]
+    numeric = {"Rank", main, "Defenses"} | {c for c in cols if c.startswith("Mean success @")}
+    return make_table("attack-ranking", cols, rows, numeric)
+
+
+def matrix_table(lb: Leaderboard, eps: float) -> DisplayTable:
+    cols = ["Attack"] + list(lb.defenses)
+    rows = []
+    for a in lb.matrix_rows(eps):
+        label = "clean (no attack)" if a == CLEAN else a
+        rows.append([Cell(label)] + [stat_cell(lb.matrix_stat(eps, a, d)) for d in lb.defenses])
+    return make_table(f"matrix-{fmt_eps(eps).replace('/', '-')}", cols, rows, set(lb.defenses))
+
+
+def failed_table(lb: Leaderboard) -> DisplayTable | None:
+    f = lb.failed
+    if f.empty:
+        return None
+    rows = []
+    for _, r in f.iterrows():
+        err = r.get("error")
+        err = " ".join(err.split()) if isinstance(err, str) else ""
+        err = err or DASH
+        if len(err) > 300:
+            err = err[:297] + "..."
+        rows.append([Cell(r["attack"]), Cell(fmt_eps(r["eps"]), float(r["eps"])), Cell(r["defense"]),
+                     Cell(fmt_value(r["seed"]), _num(r["seed"])), Cell(str(r.get("status")), flag="failed"),
+                     Cell(err)])
+    return make_table("failed-cells", ["Attack", "eps", "Defense", "Seed", "Status", "Error"],
+                      rows, {"eps", "Seed"})
+
+
+def _num(x: Any) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+# --------------------------------------------------------------------------- setting
+
+def _get(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def _eps_list(x: Any) -> str:
+    if isinstance(x, (list, tuple)):
+        return ", ".join(fmt_eps(_num(e)) if not is_missing(e) else str(e) for e in x) or DASH
+    return fmt_eps(_num(x)) if not is_missing(x) else fmt_value(x)
+
+
+def setting_table(setting: dict, lb: Leaderboard) -> DisplayTable:
+    """Key/value table of the run: data, threat model, seeds, hardware, provenance."""
+    s = setting or {}
+    n_cells = ", ".join(map(str, lb.n_points)) or None
+    items: list[tuple[str, Any, Callable[[Any], str]]] = [
+        ("Suite", s.get("suite"), fmt_value),
+        ("Description", s.get("description"), fmt_value),
+        ("Data source", _get(s, "data", "source"), fmt_value),
+        ("Data sha256", _get(s, "data", "sha256"), fmt_value),
+        ("Test points (first n)", _get(s, "data", "n_examples") or n_cells, fmt_value),
+        ("Threat model", _get(s, "threat", "norm"), fmt_value),
+        ("eps", _get(s, "threat", "eps"), _eps_list),
+        ("Headline eps", _get(s, "threat", "headline_eps"), _eps_list),
+        ("Seeds", s.get("seeds"), fmt_value),
+        ("Device", _get(s, "hardware", "device"), fmt_value),
+        ("CPU", _get(s, "hardware", "cpu"), fmt_value),
+        ("Threads", _get(s, "hardware", "threads"), fmt_value),
+        ("torch", _get(s, "hardware", "torch"), fmt_value),
+        ("Date", s.get("date"), fmt_value),
+        ("Version", s.get("version"), fmt_value),
+        ("Git commit", s.get("git_commit"), fmt_value),
+        ("Libraries", s.get("libraries"), fmt_value),
+        ("Compute time (crafting + evaluation)", s.get("runtime_s"), fmt_seconds),
+        ("Command", s.get("command"), fmt_value),
+    ]
+    if n_cells and _get(s, "data", "n_examples") and str(_get(s, "data", "n_examples")) != n_cells:
+        items.insert(5, ("Test points in the cells", n_cells, fmt_value))
+    known = {"suite", "description", "data", "threat", "seeds", "hardware", "date", "version",
+             "git_commit", "libraries", "runtime_s", "command", "attacks", "surrogates", "defenses"}
+    sub_known = {"data": {"source", "sha256", "n_examples"}, "threat": {"norm", "eps", "headline_eps"},
+                 "hardware": {"device", "cpu", "threads", "torch"}}
+    for sec, keys in sub_known.items():  # anything else the setting carries is shown too
+        for k, v in (s.get(sec) or {}).items() if isinstance(s.get(sec), dict) else []:
+            if k not in keys:
+                items.append((f"{sec}.{k}", v, fmt_value))
+    for k, v in s.items():
+        if k not in known:
+            items.append((str(k), v, fmt_value))
+    present = [(k, v, f) for k, v, f in items if v is not None]
+    rows = [[Cell(k), Cell(f(v))] for k, v, f in present]
+    return make_table("setting", ["Item", "Value"], rows)
+
+
+def _records_table(key: str, items: Any, known: list[tuple[str, str, Callable[[Any], str]]],
+                   numeric: set[str] = frozenset()) -> DisplayTable | None:
+    items = [i for i in (items or []) if isinstance(i, dict)]
+    if not items:
+        return None
+    cols = [(k, label, f) for k, label, f in known if any(k in i for i in items)]
+    known_keys = {k for k, _, _ in known}
+    extra = sorted({k for i in items for k in i if k not in known_keys}, key=str)
+    cols += [(k, str(k), fmt_value) for k in extra]
+    rows = []
+    for i in items:
+        row = []
+        for k, label, f in cols:
+            v = i.get(k)
+            text = f(v) if v is not None else DASH
+            row.append(Cell(text, _pct(v) if label in numeric and not is_missing(v) and
+                            0 <= _num(v) <= 1 else math.nan))
+        rows.append(row)
+    return make_table(key, [label for _, label, _ in cols], rows, numeric & {c[1] for c in cols})
+
+
+def attacks_setting_table(setting: dict) -> DisplayTable | None:
+    return _records_table("setting-attacks", (setting or {}).get("attacks"), [
+        ("name", "Attack", fmt_value), ("class", "Class", fmt_value),
+        ("params", "Parameters", fmt_params), ("surrogates", "Surrogates", fmt_value)])
+
+
+def surrogates_table(setting: dict) -> DisplayTable | None:
+    return _records_table("setting-surrogates", (setting or {}).get("surrogates"), [
+        ("name", "Surrogate", fmt_value), ("arch", "Architecture", fmt_value),
+        ("origin", "Origin", fmt_value), ("source", "Source", fmt_value),
+        ("clean_acc", "Clean acc (%)", fmt_frac_or_pct)], {"Clean acc (%)"})
+
+
+def defenses_setting_table(setting: dict) -> DisplayTable | None:
+    return _records_table("setting-defenses", (setting or {}).get("defenses"), [
+        ("name", "Defense", fmt_value), ("kind", "Kind", fmt_value),
+        ("members", "Members", fmt_value), ("arch", "Architecture", fmt_value),
+        ("origin", "Origin", fmt_value), ("source", "Source", fmt_value),
+        ("clean_acc", "Clean acc (%)", fmt_frac_or_pct)], {"Clean acc (%)"})

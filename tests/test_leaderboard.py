@@ -1,0 +1,347 @@
+"""Leaderboard renderer on a small synthetic grid with known numbers.
+
+Grid: attacks pgd-ens and mi-fgsm (+ the clean row), eps 4/255 and 8/255 (headline 8/255),
+defenses ens-a (seeds 0 and 1), ens-b and an XSS-named one (seed 0 only); mi-fgsm at 4/255
+on ens-b failed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from robustbench_ens.leaderboard import build, files, write_leaderboard
+from robustbench_ens.leaderboard.format import canonical_eps, fmt_eps, fmt_pct
+
+E4, E8 = 4 / 255, 8 / 255
+XSS = "<script>alert(1)</script>"
+SHA = "3f1c2a9d" * 8
+
+# (attack, eps, defense) -> per-seed (robust_acc, success_rate); None = failed cell
+GRID = {
+    ("clean", 0.0, "ens-a"): [(0.90, np.nan), (0.92, np.nan)],
+    ("clean", 0.0, "ens-b"): [(0.85, np.nan)],
+    ("clean", 0.0, XSS): [(0.80, np.nan)],
+    ("pgd-ens", E8, "ens-a"): [(0.40, 0.55), (0.44, 0.52)],
+    ("pgd-ens", E8, "ens-b"): [(0.30, 0.65)],
+    ("pgd-ens", E8, XSS): [(0.50, 0.40)],
+    ("mi-fgsm", E8, "ens-a"): [(0.50, 0.45), (0.50, 0.46)],
+    ("mi-fgsm", E8, "ens-b"): [(0.35, 0.60)],
+    ("mi-fgsm", E8, XSS): [(0.45, 0.45)],
+    ("pgd-ens", E4, "ens-a"): [(0.60, 0.35), (0.62, 0.33)],
+    ("pgd-ens", E4, "ens-b"): [(0.55, 0.40)],
+    ("pgd-ens", E4, XSS): [(0.65, 0.20)],
+    ("mi-fgsm", E4, "ens-a"): [(0.70, 0.25), (0.66, 0.27)],
+    ("mi-fgsm", E4, "ens-b"): [None],
+    ("mi-fgsm", E4, XSS): [(0.60, 0.30)],
+}
+CLEAN = {"ens-a": [0.90, 0.92], "ens-b": [0.85], XSS: [0.80]}
+
+
+def make_cells() -> pd.DataFrame:
+    rows = []
+    for (attack, eps, defense), seeds in GRID.items():
+        for seed, val in enumerate(seeds):
+            ok = val is not None
+            robust, success = val if ok else (np.nan, np.nan)
+            rows.append(dict(
+                suite="cifar10-ens", attack=attack, eps=round(eps, 7), defense=defense, seed=seed,
+                n=200, clean_acc=CLEAN[defense][seed], robust_acc=robust, success_rate=success,
+                linf_mean=eps if ok else np.nan, linf_max=eps if ok else np.nan,
+                l2_mean=0.5 if ok else np.nan, l2_max=0.9 if ok else np.nan,
+                craft_time_s=1.5, eval_time_s=0.2, status="ok" if ok else "failed",
+                error=None if ok else "RuntimeError: CUDA out of memory | while crafting",
+                finished_at=f"2025-01-01T00:00:{len(rows):02d}+00:00",
+                versions=json.dumps({"torch": "2.3.0"})))
+    return pd.DataFrame(rows)
+
+
+def make_setting() -> dict:
+    return {
+        "suite": "cifar10-ens",
+        "description": "Transfer attacks from a ResNet/VGG surrogate ensemble on CIFAR-10",
+        "date": "2025-01-01T12:00:00+00:00", "version": "0.1.0", "git_commit": "abc1234",
+        "hardware": {"device": "cpu", "cpu": "Test CPU 9000", "threads": 2, "torch": "2.3.0"},
+        "data": {"source": "cifar-10-batches-py", "sha256": SHA, "n_examples": 200},
+        "threat": {"norm": "Linf", "eps": [E4, E8], "headline_eps": E8},
+        "seeds": [0, 1],
+        "attacks": [
+            {"name": "pgd-ens", "class": "EnsemblePGD", "params": {"steps": 10, "alpha": 2 / 255},
+             "surrogates": ["resnet18", "vgg11"]},
+            {"name": "mi-fgsm", "class": "MIFGSM", "params": {"steps": 10, "decay": 1.0},
+             "surrogates": ["resnet18"]},
+        ],
+        "surrogates": [
+            {"name": "resnet18", "arch": "ResNet-18", "origin": "trained here", "source": "zoo",
+             "clean_acc": 0.94},
+            {"name": "vgg11", "arch": "VGG-11", "origin": "trained here", "source": "zoo",
+             "clean_acc": 0.91},
+        ],
+        "defenses": [
+            {"name": "ens-a", "kind": "average", "members": ["m1", "m2"], "origin": "here",
+             "clean_acc": 0.91},
+            {"name": "ens-b", "kind": "vote", "members": ["m3"], "origin": "here", "clean_acc": 0.85},
+            {"name": XSS, "kind": "average", "members": ["m4"], "origin": "here", "clean_acc": 0.8},
+        ],
+        "runtime_s": 321.0,
+        "command": "robustbench-ens run --suite cifar10-ens",
+    }
+
+
+OUTPUTS = {"README.md", "index.html", "heatmap.png", "robust_vs_eps.png", "matrix.csv",
+           "defenses.csv", "attacks.csv", "cells.csv", "leaderboard.json"}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lb") / "cifar10-ens"
+    paths = write_leaderboard(make_cells(), make_setting(), out)
+    return out, paths
+
+
+@pytest.fixture(scope="module")
+def lb():
+    return build(make_cells(), make_setting())
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def test_format_eps_and_pct():
+    assert fmt_eps(0.0313725) == "8/255"
+    assert fmt_eps(8 / 255) == "8/255"
+    assert fmt_eps(0.03) == "0.03"
+    assert fmt_eps(0.0) == "0"
+    assert canonical_eps(0.0313725) == canonical_eps(8 / 255)
+    assert fmt_pct(0.4234) == "42.3"
+    assert fmt_pct(0.42, 0.0283) == "42.0 ± 2.8"
+    assert fmt_pct(float("nan")) == "—"
+
+
+def test_defense_ranking(lb):
+    r = lb.defense_ranking
+    assert [x["defense"] for x in r] == [XSS, "ens-a", "ens-b"]
+    assert [x["rank"] for x in r] == [1, 2, 3]
+    worst = {x["defense"]: x["worst_robust_acc"] for x in r}
+    assert worst == pytest.approx({XSS: 0.45, "ens-a": 0.42, "ens-b": 0.30})
+    strongest = {x["defense"]: x["strongest_attack"] for x in r}
+    assert strongest == {XSS: "mi-fgsm", "ens-a": "pgd-ens", "ens-b": "pgd-ens"}
+    a = r[1]
+    assert a["worst_robust_acc_std"] == pytest.approx(np.std([0.40, 0.44], ddof=1))
+    assert a["clean_acc"] == pytest.approx(0.91)
+    assert a["clean_acc_std"] == pytest.approx(np.std([0.90, 0.92], ddof=1))
+    assert np.isnan(r[0]["worst_robust_acc_std"])  # one seed: no std
+    # worst case at the other eps; ens-b's is only an upper bound (mi-fgsm failed there)
+    b4 = r[2]["by_eps"]["4/255"]
+    assert b4["robust_acc"] == pytest.approx(0.55)
+    assert not b4["complete"] and b4["failed_attacks"] == ["mi-fgsm"]
+    assert r[1]["by_eps"]["4/255"]["robust_acc"] == pytest.approx(0.61)
+    assert r[0]["by_eps"]["4/255"]["strongest_attack"] == "mi-fgsm"
+    assert all(x["complete"] for x in r)  # headline eps is complete for all
+
+
+def test_attack_ranking(lb):
+    r = lb.attack_ranking
+    assert [x["attack"] for x in r] == ["pgd-ens", "mi-fgsm"]
+    assert r[0]["mean_success_rate"] == pytest.approx((0.535 + 0.65 + 0.40) / 3)
+    assert r[1]["mean_success_rate"] == pytest.approx((0.455 + 0.60 + 0.45) / 3)
+    assert np.isnan(r[0]["mean_success_rate_std"])  # seed 1 did not run on every defense
+    assert r[0]["class"] == "EnsemblePGD" and r[0]["surrogates"] == ["resnet18", "vgg11"]
+    mi4 = r[1]["by_eps"]["4/255"]
+    assert mi4["success_rate"] == pytest.approx((0.26 + 0.30) / 2)  # failed cell not averaged
+    assert not mi4["complete"] and mi4["failed_defenses"] == ["ens-b"] and mi4["n_defenses"] == 2
+
+
+def test_attack_std_over_seeds_when_every_defense_has_them():
+    cells = make_cells()
+    extra = cells[(cells["seed"] == 0) & (cells["defense"] != "ens-a")].copy()
+    extra["seed"] = 1
+    extra["success_rate"] = extra["success_rate"] + 0.02
+    lb2 = build(pd.concat([cells, extra]), make_setting())
+    pgd = next(x for x in lb2.attack_ranking if x["attack"] == "pgd-ens")
+    s0 = np.mean([0.55, 0.65, 0.40])
+    s1 = np.mean([0.52, 0.67, 0.42])
+    assert pgd["mean_success_rate_std"] == pytest.approx(np.std([s0, s1], ddof=1))
+
+
+def test_all_seeds_failed_is_failed_not_a_number(lb):
+    s = lb.robust[(canonical_eps(E4), "mi-fgsm", "ens-b")]
+    assert s.status == "failed" and not s.has_value
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_files_written(rendered):
+    out, paths = rendered
+    assert {p.name for p in paths} == OUTPUTS
+    assert all(p.parent == out and p.is_file() for p in paths)
+    leftovers = [p.name for p in out.iterdir() if p.name not in OUTPUTS]
+    assert leftovers == []  # no temp files
+
+
+def test_atomic_write_failure_leaves_nothing(tmp_path, monkeypatch):
+    target = tmp_path / "x.txt"
+    files.write_text_atomic(target, "old")
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        files.write_text_atomic(target, "new")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]
+
+
+def test_matrix_csv(rendered):
+    out, _ = rendered
+    m = pd.read_csv(out / "matrix.csv")
+    assert list(m.columns[:3]) == ["eps", "eps_label", "attack"]
+    assert {"ens-a", "ens-b", XSS, "ens-a std"} <= set(m.columns)
+    row = m[(m["eps_label"] == "8/255") & (m["attack"] == "pgd-ens")].iloc[0]
+    assert float(row["ens-a"]) == pytest.approx(0.42)
+    assert float(row["ens-b"]) == pytest.approx(0.30)
+    assert float(row["ens-a std"]) == pytest.approx(np.std([0.40, 0.44], ddof=1), abs=1e-6)
+    failed = m[(m["eps_label"] == "4/255") & (m["attack"] == "mi-fgsm")].iloc[0]
+    assert failed["ens-b"] == "failed"
+    clean = m[(m["eps_label"] == "8/255") & (m["attack"] == "clean")].iloc[0]
+    assert float(clean[XSS]) == pytest.approx(0.80)
+    assert set(m["eps_label"]) == {"4/255", "8/255"}
+
+
+def test_rankings_csv(rendered):
+    out, _ = rendered
+    d = pd.read_csv(out / "defenses.csv")
+    assert list(d["defense"]) == [XSS, "ens-a", "ens-b"]
+    assert list(d["worst_robust_acc"]) == pytest.approx([0.45, 0.42, 0.30])
+    assert "worst_robust_acc@4/255" in d.columns
+    assert d.loc[d["defense"] == "ens-b", "complete@4/255"].item() == False  # noqa: E712
+    a = pd.read_csv(out / "attacks.csv")
+    assert list(a["attack"]) == ["pgd-ens", "mi-fgsm"]
+    c = pd.read_csv(out / "cells.csv")
+    assert len(c) == len(make_cells()) and (c["status"] == "failed").sum() == 1
+
+
+def _strict(text: str):
+    def bad(token):
+        raise ValueError(f"non-standard JSON constant {token}")
+    return json.loads(text, parse_constant=bad)
+
+
+def test_json_is_strict_and_complete(rendered):
+    out, _ = rendered
+    data = _strict((out / "leaderboard.json").read_text(encoding="utf-8"))
+    assert {"setting", "defense_ranking", "attack_ranking", "matrix", "cells"} <= set(data)
+    assert data["setting"]["data"]["sha256"] == SHA
+    assert [r["defense"] for r in data["defense_ranking"]] == [XSS, "ens-a", "ens-b"]
+    assert data["defense_ranking"][0]["worst_robust_acc_std"] is None  # NaN -> null
+    m8 = data["matrix"]["8/255"]
+    assert m8["headline"] is True
+    assert m8["robust_acc"]["pgd-ens"]["ens-a"]["robust_acc"] == pytest.approx(0.42)
+    assert data["matrix"]["4/255"]["robust_acc"]["mi-fgsm"]["ens-b"]["status"] == "failed"
+    assert data["matrix"]["4/255"]["robust_acc"]["mi-fgsm"]["ens-b"]["robust_acc"] is None
+    assert len(data["cells"]) == len(make_cells())
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def _section(md: str, heading: str) -> str:
+    start = md.index(heading)
+    nxt = md.find("\n## ", start + len(heading))
+    return md[start: nxt if nxt >= 0 else None]
+
+
+def test_markdown(rendered):
+    out, _ = rendered
+    md = (out / "README.md").read_text(encoding="utf-8")
+    for text in ("# robustbench-ens leaderboard: cifar10-ens", "## Defense ranking",
+                 "## Attack ranking", "## Robust accuracy matrix", "## Setting",
+                 "### eps = 8/255 (headline)", "### eps = 4/255",
+                 SHA, "first 200 test points", "transfer attack", "4/255, 8/255",
+                 "Test CPU 9000", "EnsemblePGD", "resnet18, vgg11", "ResNet-18", "abc1234",
+                 "robustbench-ens run --suite cifar10-ens", "5.3 min",
+                 "](heatmap.png)", "](robust_vs_eps.png)", "(matrix.csv)", "(leaderboard.json)"):
+        assert text in md, text
+    assert "<script>" not in md and r"\<script\>alert(1)\</script\>" in md
+    ranking = _section(md, "## Defense ranking")
+    assert ranking.index("alert(1)") < ranking.index("ens-a") < ranking.index("ens-b")
+    assert "| 2 | ens-a | 91.0 ± 1.4 | 42.0 ± 2.8 | pgd-ens |" in ranking
+    assert "≤ 55.0" in ranking  # ens-b at 4/255: incomplete worst case
+    attacks = _section(md, "## Attack ranking")
+    assert "| 1 | pgd-ens | EnsemblePGD | resnet18, vgg11 | 52.8 |" in attacks
+    matrix = _section(md, "## Robust accuracy matrix")
+    m4 = matrix[matrix.index("### eps = 4/255"):]
+    mi_row = next(line for line in m4.splitlines() if line.startswith("| mi-fgsm"))
+    assert mi_row == "| mi-fgsm | 60.0 | 68.0 ± 2.8 | failed |"  # columns in ranking order
+    assert "| clean (no attack) |" in matrix
+    assert "## Failed cells" in md and "CUDA out of memory \\| while crafting" in md
+
+
+def test_html_self_contained_and_escaped(rendered):
+    out, _ = rendered
+    page = (out / "index.html").read_text(encoding="utf-8")
+    for bad in ('src="http', "href=\"http", "<link", "@import", "url(http", "src='http"):
+        assert bad not in page, bad
+    assert "alert(1)</script>" not in page and "<script>alert" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.count("<script>") == 1  # only the inline sorter
+    assert page.count('src="data:image/png;base64,') == 2
+    assert page.count('<table class="sortable') >= 5
+    assert "addEventListener('click'" in page
+    assert 'class="num failed">failed</td>' in page
+    values = re.findall(r'data-v="([^"]*)"', page)
+    assert values and all(float(v) == float(v) for v in values)  # plain numbers, no NaN
+    assert 'data-v="42">42.0 ± 2.8</td>' in page
+    assert SHA in page and "Test CPU 9000" in page and "8/255" in page
+    # every src/href is a data: URI, an in-page anchor or a file next to the page
+    for url in re.findall(r'(?:src|href)="([^"]*)"', page):
+        assert url.startswith(("data:", "#")) or "/" not in url and ":" not in url, url
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_pngs(rendered):
+    out, _ = rendered
+    for name in ("heatmap.png", "robust_vs_eps.png"):
+        w, h = _png_size(out / name)
+        assert w >= 400 and h >= 250
+        assert (out / name).stat().st_size > 10_000
+
+
+def test_minimal_setting_does_not_crash(tmp_path):
+    cells = make_cells().drop(columns=["versions", "finished_at", "error", "suite"])
+    paths = write_leaderboard(cells, {}, tmp_path / "min")
+    assert {p.name for p in paths} == OUTPUTS
+    md = (tmp_path / "min" / "README.md").read_text(encoding="utf-8")
+    assert "8/255" in md and "failed" in md
+    _strict((tmp_path / "min" / "leaderboard.json").read_text(encoding="utf-8"))
+
+
+def test_headline_fallback_rerun_and_no_results(tmp_path):
+    cells = make_cells()
+    # a re-run of the failed cell that succeeded later replaces it; an earlier failure is kept
+    rerun = cells[cells["status"] == "failed"].copy()
+    rerun[["status", "error", "robust_acc", "success_rate"]] = ["ok", None, 0.50, 0.4]
+    rerun["finished_at"] = "2025-01-02T00:00:00+00:00"
+    setting = make_setting()
+    setting["threat"]["headline_eps"] = 16 / 255  # not in the data
+    lb2 = build(pd.concat([cells, rerun]), setting)
+    assert lb2.headline_eps == canonical_eps(E8)
+    assert lb2.robust[(canonical_eps(E4), "mi-fgsm", "ens-b")].mean == pytest.approx(0.50)
+    assert lb2.failed.empty
+    paths = write_leaderboard(cells.iloc[:0], {"suite": "empty"}, tmp_path / "empty")
+    assert {p.name for p in paths} == OUTPUTS
+    assert "no attack results" in (tmp_path / "empty" / "README.md").read_text(encoding="utf-8")
