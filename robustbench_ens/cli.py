@@ -1,0 +1,114 @@
+"""``python run_all.py --suite cifar10``: parse the command line, run the suite, publish.
+
+Exit codes: 0 all cells finished; 1 some cells failed (recorded, shown on the leaderboard);
+2 bad input (data, suite, names, device, checkpoint), reported in one line.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from .suite import apply_overrides, load_suite, shipped_suites
+
+EPILOG = """\
+examples:
+  python run_all.py --suite cifar10 --data ../shared/data/cifar10_slice.npz --models ../shared/models
+  python run_all.py --suite smoke --n-examples 32 --eps 4/255,8/255 --out /tmp/smoke
+  python run_all.py --suite my_suite.toml --attacks Ens --defenses dverge_s0 --fresh
+
+environment variables: RBE_DATA (data path), RBE_MODELS (pretrained models folder),
+RBE_CACHE (where trained models are cached; default ~/.cache/robustbench_ens/models).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_all.py", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Evaluate every attack of a suite against every defense and publish its leaderboard "
+                    "(Markdown, CSV, JSON, HTML, PNG) under leaderboards/<suite>/.")
+    parser.add_argument("--suite", default="cifar10",
+                        help=f"a shipped suite ({', '.join(shipped_suites())}) or a path to a suite .toml "
+                             "(default: cifar10)")
+    parser.add_argument("--data", metavar="PATH", default=None,
+                        help="CIFAR-10: a folder with cifar-10-batches-py/ (downloaded there if absent) or an "
+                             ".npz with x_train/y_train/x_test/y_test (default: $RBE_DATA, else "
+                             "~/.cache/robustbench_ens/data)")
+    parser.add_argument("--models", metavar="PATH", default=None,
+                        help="folder of pretrained checkpoints that the suite names (default: $RBE_MODELS); "
+                             "a named checkpoint that is absent is trained by the zoo and cached")
+    parser.add_argument("--cache", metavar="PATH", default=None,
+                        help="cache of models trained by the zoo (default: $RBE_CACHE or "
+                             "~/.cache/robustbench_ens/models)")
+    parser.add_argument("--attacks", metavar="A,B", type=_names, default=None,
+                        help="run only these attacks of the suite (by their names in the suite)")
+    parser.add_argument("--defenses", metavar="D,E", type=_names, default=None,
+                        help="evaluate only these defenses of the suite")
+    parser.add_argument("--eps", metavar="E,F", type=_names, default=None,
+                        help="perturbation budgets, e.g. 4/255,8/255 (replaces the suite's)")
+    parser.add_argument("--n-examples", metavar="N", type=int, default=None,
+                        help="evaluate on the first N test points (replaces the suite's)")
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the suite's, auto)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the attacks (default: the suite's)")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="run folder: results store and adversarial sets (default: runs/<suite>)")
+    parser.add_argument("--leaderboard-dir", metavar="DIR", default=None,
+                        help="where the leaderboard is written (default: leaderboards/<suite>)")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", dest="fresh", action="store_false", default=False,
+                        help="reuse finished cells and saved adversarial sets in --out (default)")
+    resume.add_argument("--fresh", dest="fresh", action="store_true",
+                        help="discard --out's results and adversarial sets and start over")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .runner import DEFAULT_CACHE, RunConfig, run_suite
+
+    sys.stdout.reconfigure(line_buffering=True)
+    args = build_parser().parse_args(argv)
+    try:
+        suite = apply_overrides(load_suite(args.suite), attacks=args.attacks, defenses=args.defenses,
+                                eps=args.eps, n_examples=args.n_examples, device=args.device, seed=args.seed)
+        config = RunConfig(
+            suite=suite,
+            out_dir=Path(args.out or Path("runs") / suite.name),
+            leaderboard_dir=Path(args.leaderboard_dir or Path("leaderboards") / suite.name),
+            data_path=args.data,
+            models_dir=_optional_path(args.models or os.environ.get("RBE_MODELS")),
+            cache_dir=Path(args.cache or os.environ.get("RBE_CACHE") or DEFAULT_CACHE),
+            fresh=args.fresh, progress=args.progress,
+            command=" ".join(shlex.quote(a) for a in ["python", "run_all.py", *(sys.argv[1:] if argv is None else argv)]))
+        result = run_suite(config)
+    except _user_errors() as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{result.evaluated} cells evaluated, {result.skipped} already finished, "
+          f"{len(result.crafted)} adversarial sets crafted, {result.failed} failed")
+    if result.leaderboard_files:
+        print(f"leaderboard: {config.leaderboard_dir}/README.md (and {len(result.leaderboard_files) - 1} more files)")
+    return 1 if result.failed else 0
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from attacks import UnknownAttackError
+    from defenses import UnknownDefenseError
+
+    from .data import DataError
+    from .environment import DeviceError
+    from .suite import SuiteError
+    from .zoo import CheckpointError, UnknownModelError
+
+    return (DataError, SuiteError, DeviceError, UnknownAttackError, UnknownDefenseError, UnknownModelError,
+            CheckpointError)

@@ -1,0 +1,74 @@
+"""Where a run happens: device choice, hardware description, library versions, git commit."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from . import __version__
+
+
+class DeviceError(ValueError):
+    """A device was asked for that this machine does not have."""
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` -> cuda if available else cpu; ``cuda``/``cuda:N`` checked to exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {name!r} asked for, but this machine has no CUDA GPU; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name!r} asked for, but only {torch.cuda.device_count()} GPU(s) exist")
+    elif device.type != "cpu":
+        raise DeviceError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def hardware(device: torch.device) -> dict:
+    info = {"device": str(device), "cpu": _cpu_name(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "platform": platform.platform()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def versions() -> dict:
+    found = {"robustbench_ens": __version__, "python": platform.python_version()}
+    for package in ("torch", "torchvision", "timm", "torchattacks", "numpy"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    found["git_commit"] = git_commit()
+    return found
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"

@@ -1,0 +1,307 @@
+"""The runner: suite -> models and defenses -> attack x eps x defense grid -> store -> leaderboard.
+
+Transfer attacks do not depend on the target, so each (attack, eps) adversarial set is
+crafted once on its surrogates, saved (atomically) under ``<out>/adv/``, evaluated on every
+defense, and dropped from memory before the next one. Every finished cell is committed to
+the SQLite store at once; a re-run skips recorded cells and reloads saved adversarial sets,
+so a run killed at any point resumes without losing or repeating work.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from attacks import create_attack, get_attack
+from defenses import build_defense
+
+from . import atomic, environment
+from .data import load_cifar10
+from .leaderboard import write_leaderboard
+from .metrics import accuracy_metrics, perturbation_norms, predict
+from .store import ResultStore
+from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
+from .zoo import CheckpointError, ModelSpec, TrainRecipe, resolve_model
+
+DEFAULT_CACHE = Path.home() / ".cache" / "robustbench_ens" / "models"
+
+
+@dataclass
+class RunConfig:
+    suite: Suite
+    out_dir: Path
+    leaderboard_dir: Path | None
+    data_path: str | None = None
+    models_dir: Path | None = None
+    cache_dir: Path = DEFAULT_CACHE
+    fresh: bool = False
+    progress: bool = True
+    command: str = ""
+
+
+@dataclass
+class RunResult:
+    cells: "object"  # pandas.DataFrame of this grid's cells
+    crafted: list[tuple[str, float]] = field(default_factory=list)  # (attack, eps) crafted in this run
+    evaluated: int = 0
+    skipped: int = 0
+    failed: int = 0
+    leaderboard_files: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Cell:
+    attack: str
+    eps: float
+    defense: str
+    cell_id: str
+    adv_key: str
+
+
+def run_suite(config: RunConfig) -> RunResult:
+    suite = config.suite
+    device = environment.select_device(suite.device)
+    data = load_cifar10(config.data_path)
+    images, labels = data.test(suite.n_examples)
+    if config.fresh and config.out_dir.exists():
+        shutil.rmtree(config.out_dir)
+    store = ResultStore(config.out_dir / "results.sqlite")
+    versions = environment.versions()
+
+    models, provenance = _resolve_models(suite, data, config, device)
+    _check_attacks(suite, models)
+    defenses = {d.name: build_defense(d.kind, [models[m] for m in d.members], **d.params).to(device)
+                for d in suite.defenses}
+    identity = {name: _model_identity(name, provenance[name]) for name in models}
+    cells = _grid(suite, data.sha256, identity)
+    finished = store.finished_ids()
+    result = RunResult(cells=None, skipped=sum(c.cell_id in finished for c in cells))
+
+    evaluator = _Evaluator(images, labels, defenses, suite.batch_size, device)
+    bar = tqdm(total=len(cells), initial=result.skipped, desc=f"{suite.name} grid", unit="cell",
+               disable=not config.progress)
+    for (attack_name, eps), group in _by_adv_set(cells):
+        pending = [c for c in group if c.cell_id not in finished]
+        if not pending:
+            continue
+        try:
+            x_adv, craft_time = _adversarial_set(attack_name, eps, pending[0].adv_key, suite, models,
+                                                 images, labels, store, config, device, result)
+        except Exception as error:  # a failed crafting fails its cells; the grid goes on
+            x_adv, craft_time, craft_error = None, 0.0, error
+        else:
+            craft_error = None
+        for cell in pending:
+            record = evaluator.evaluate(cell, x_adv, craft_error)
+            store.put_cell({**asdict(cell), **record, "suite": suite.name, "seed": suite.seed,
+                            "n": len(images), "craft_time_s": craft_time, "versions": versions,
+                            "finished_at": _now()})
+            result.evaluated += 1
+            result.failed += record["status"] != "ok"
+            bar.update(1)
+            bar.write(_cell_line(cell, record))
+        del x_adv
+    bar.close()
+
+    result.cells = store.cells([c.cell_id for c in cells])
+    if config.leaderboard_dir is not None:
+        setting = _setting(suite, data, images, models, provenance, result.cells, device, versions, config)
+        result.leaderboard_files = write_leaderboard(result.cells, setting, config.leaderboard_dir)
+    return result
+
+
+def _resolve_models(suite: Suite, data, config: RunConfig, device):
+    names = suite.model_names()
+    for name in names:  # before any training: a model the zoo cannot reproduce is never replaced
+        entry = suite.models[name]
+        if entry.require_checkpoint and not (config.models_dir and
+                                             (config.models_dir / f"{entry.checkpoint}.safetensors").is_file()):
+            raise CheckpointError(
+                f"model {name!r} needs the checkpoint {entry.checkpoint}.safetensors in --models "
+                f"(now {config.models_dir}); the zoo's standard recipe cannot reproduce it ({entry.source or entry.arch})")
+    models, provenance = {}, {}
+    for name in names:
+        entry = suite.models[name]
+        try:
+            recipe = TrainRecipe(**{**suite.train, **entry.train})
+        except (TypeError, ValueError) as error:
+            raise SuiteError(f"{suite.source}: bad training recipe for model {name!r}: {error}") from None
+        spec = ModelSpec(name=name, arch=entry.arch, checkpoint=entry.checkpoint, recipe=recipe, seed=entry.seed)
+        model, provenance[name] = resolve_model(spec, data, config.models_dir, config.cache_dir, device=device,
+                                                progress=config.progress)
+        provenance[name] = {**provenance[name], "about": entry.source}
+        models[name] = model.to(device).eval()
+    return models, provenance
+
+
+def _check_attacks(suite: Suite, models: dict) -> None:
+    """Builds every attack once so that a bad name or parameter stops the run before any work."""
+    for entry in suite.attacks:
+        if "eps" in entry.params or "norm" in entry.params:
+            raise SuiteError(f"attack {entry.name!r}: set eps and norm under [threat], not in params")
+        get_attack(entry.attack)
+        try:
+            create_attack(entry.attack, [models[m] for m in entry.surrogates], eps=suite.eps[0], norm=suite.norm,
+                          seed=suite.seed, **entry.params)
+        except (TypeError, ValueError) as error:
+            raise SuiteError(f"attack {entry.name!r} ({entry.attack}): {error}") from None
+
+
+def _model_identity(name: str, provenance: dict) -> dict:
+    return {"name": name, "arch": provenance.get("arch"), "sha256": provenance.get("sha256")}
+
+
+def _fingerprint(payload) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _grid(suite: Suite, data_sha256: str, identity: dict) -> list[Cell]:
+    """The clean row, then attack x eps x defense, each with its cell id and adversarial-set key."""
+    common = {"suite": suite.name, "data": data_sha256, "n": suite.n_examples, "norm": suite.norm,
+              "seed": suite.seed}
+    defense_ids = {d.name: _defense_payload(d, identity) for d in suite.defenses}
+    cells = []
+    rows = [(None, 0.0)] + [(a, eps) for a in suite.attacks for eps in suite.eps]
+    for attack, eps in rows:
+        attack_payload = _attack_payload(attack, identity) if attack else CLEAN
+        adv_key = _fingerprint({**common, "attack": attack_payload, "eps": eps})
+        for defense in suite.defenses:
+            cell_id = _fingerprint({"adv": adv_key, "defense": defense_ids[defense.name]})
+            cells.append(Cell(attack.name if attack else CLEAN, eps, defense.name, cell_id, adv_key))
+    return cells
+
+
+def _attack_payload(attack: AttackEntry, identity: dict) -> dict:
+    return {"name": attack.name, "attack": attack.attack, "params": attack.params,
+            "surrogates": [identity[m] for m in attack.surrogates]}
+
+
+def _defense_payload(defense: DefenseEntry, identity: dict) -> dict:
+    return {"name": defense.name, "kind": defense.kind, "params": defense.params,
+            "members": [identity[m] for m in defense.members]}
+
+
+def _by_adv_set(cells: list[Cell]):
+    groups: dict[tuple[str, float], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.attack, cell.eps), []).append(cell)
+    return groups.items()
+
+
+def _adversarial_set(attack_name, eps, adv_key, suite, models, images, labels, store, config, device, result):
+    """The saved set for ``adv_key`` if one exists, else crafted now (in batches) and saved."""
+    if attack_name == CLEAN:
+        return images, 0.0
+    record = store.adv_set(adv_key)
+    if record and Path(record["path"]).is_file():
+        return load_file(record["path"])["x_adv"], record["craft_time_s"]
+    entry = next(a for a in suite.attacks if a.name == attack_name)
+    attack = create_attack(entry.attack, [models[m] for m in entry.surrogates], eps=eps, norm=suite.norm,
+                           seed=suite.seed, **entry.params)
+    started = time.perf_counter()
+    batches = range(0, len(images), suite.batch_size)
+    parts = [attack(images[i:i + suite.batch_size].to(device), labels[i:i + suite.batch_size].to(device)).cpu()
+             for i in tqdm(batches, desc=f"crafting {attack_name} eps={_eps_text(eps)}", unit="batch",
+                           leave=False, disable=not config.progress)]
+    x_adv = torch.cat(parts).contiguous()
+    craft_time = time.perf_counter() - started
+    path = config.out_dir / "adv" / f"{adv_key}.safetensors"
+    atomic.write_with(path, lambda tmp: save_file({"x_adv": x_adv}, str(tmp),
+                                                  metadata={"attack": attack_name, "eps": repr(eps)}))
+    store.put_adv_set({"adv_key": adv_key, "suite": suite.name, "attack": attack_name, "eps": eps,
+                       "n": len(images), "path": str(path), "craft_time_s": craft_time, "created_at": _now()})
+    result.crafted.append((attack_name, eps))
+    tqdm.write(f"crafted {attack_name} eps={_eps_text(eps)} on {len(entry.surrogates)} surrogates: "
+               f"{len(images)} images in {craft_time:.1f} s")
+    return x_adv, craft_time
+
+
+class _Evaluator:
+    """Evaluates defenses on adversarial sets; each defense's clean predictions computed once."""
+
+    def __init__(self, images, labels, defenses, batch_size, device):
+        self.images, self.labels, self.defenses = images, labels, defenses
+        self.batch_size, self.device = batch_size, device
+        self._clean_pred: dict[str, torch.Tensor] = {}
+
+    def clean_pred(self, defense: str) -> torch.Tensor:
+        if defense not in self._clean_pred:
+            self._clean_pred[defense] = predict(self.defenses[defense], self.images, self.batch_size, self.device)
+        return self._clean_pred[defense]
+
+    def evaluate(self, cell: Cell, x_adv, craft_error) -> dict:
+        if craft_error is not None:
+            return _failed(f"crafting failed: {type(craft_error).__name__}: {craft_error}")
+        try:
+            started = time.perf_counter()
+            clean_pred = self.clean_pred(cell.defense)
+            adv_pred = clean_pred if cell.attack == CLEAN else predict(
+                self.defenses[cell.defense], x_adv, self.batch_size, self.device)
+            eval_time = time.perf_counter() - started
+        except Exception as error:  # a failed evaluation fails its cell; the grid goes on
+            return _failed(f"evaluation failed: {type(error).__name__}: {error}")
+        return {**accuracy_metrics(self.labels, clean_pred, adv_pred), **perturbation_norms(self.images, x_adv),
+                "eval_time_s": eval_time, "status": "ok", "error": None}
+
+
+def _failed(message: str) -> dict:
+    return {"status": "failed", "error": message}
+
+
+def _cell_line(cell: Cell, record: dict) -> str:
+    where = f"{cell.attack} eps={_eps_text(cell.eps)} -> {cell.defense}"
+    if record["status"] != "ok":
+        return f"{where}: FAILED ({record['error']})"
+    return f"{where}: clean {100 * record['clean_acc']:.1f}%  robust {100 * record['robust_acc']:.1f}%"
+
+
+def _eps_text(eps: float) -> str:
+    k = eps * 255
+    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:.4g}"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _setting(suite, data, images, models, provenance, cells, device, versions, config) -> dict:
+    clean = cells[cells["attack"] == CLEAN].set_index("defense")["clean_acc"].to_dict()
+    labels = data.test(len(images))[1]
+    surrogates = list(dict.fromkeys(m for a in suite.attacks for m in a.surrogates))
+    surrogate_acc = {name: (predict(models[name], images, suite.batch_size, device) == labels).float().mean().item()
+                     for name in surrogates}
+    compute_s = cells.drop_duplicates("adv_key")["craft_time_s"].sum() + cells["eval_time_s"].sum()
+    return {
+        "suite": suite.name, "description": suite.description, "date": _now(),
+        "version": versions["robustbench_ens"], "git_commit": versions["git_commit"],
+        "hardware": environment.hardware(device),
+        "libraries": ", ".join(f"{k} {v}" for k, v in versions.items() if k not in ("git_commit", "robustbench_ens")),
+        "data": {"source": data.source, "sha256": data.sha256, "n_examples": len(images)},
+        "threat": {"norm": suite.norm, "eps": list(suite.eps), "headline_eps": suite.headline_eps},
+        "seeds": [suite.seed],
+        "attacks": [{"name": a.name, "class": get_attack(a.attack).__name__, "params": a.params,
+                     "surrogates": list(a.surrogates)} for a in suite.attacks],
+        "surrogates": [{"name": name, "arch": provenance[name].get("arch"), "origin": provenance[name].get("origin"),
+                        "source": _origin_text(provenance[name]), "sha256": provenance[name].get("sha256"),
+                        "clean_acc": surrogate_acc[name]} for name in surrogates],
+        "defenses": [{"name": d.name, "kind": d.kind, "params": d.params, "members": list(d.members),
+                      "origin": "; ".join(f"{m}: {_origin_text(provenance[m])}" for m in d.members),
+                      "clean_acc": clean.get(d.name)} for d in suite.defenses],
+        "runtime_s": float(compute_s), "command": config.command,
+    }
+
+
+def _origin_text(provenance: dict) -> str:
+    if provenance.get("origin") == "models_dir":
+        about = f", {provenance['about']}" if provenance.get("about") else ""
+        return f"pretrained file {Path(str(provenance.get('source', ''))).name}{about}"
+    return (f"trained here by the zoo ({provenance.get('origin')}; recipe "
+            f"{json.dumps(provenance.get('recipe', {}), sort_keys=True)}, clean acc {provenance.get('clean_acc')})")

@@ -1,0 +1,81 @@
+"""The results store: one SQLite row per finished grid cell, surviving any crash.
+
+A cell is keyed by ``cell_id``, a hash of everything that determines its numbers (suite,
+attack and its parameters and surrogates, eps, defense and its members, seed, data, n).
+Each cell is written in its own committed transaction, so a run killed at any point loses
+at most the cell it was computing, and a re-run skips every recorded cell. Adversarial
+sets are recorded in ``adv_sets`` beside the files that hold them.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pandas as pd
+
+CELL_COLUMNS = {
+    "cell_id": "TEXT PRIMARY KEY", "suite": "TEXT", "attack": "TEXT", "eps": "REAL", "defense": "TEXT",
+    "seed": "INTEGER", "n": "INTEGER", "clean_acc": "REAL", "robust_acc": "REAL", "success_rate": "REAL",
+    "linf_mean": "REAL", "linf_max": "REAL", "l2_mean": "REAL", "l2_max": "REAL",
+    "craft_time_s": "REAL", "eval_time_s": "REAL", "status": "TEXT", "error": "TEXT",
+    "adv_key": "TEXT", "finished_at": "TEXT", "versions": "TEXT",
+}
+ADV_COLUMNS = {
+    "adv_key": "TEXT PRIMARY KEY", "suite": "TEXT", "attack": "TEXT", "eps": "REAL", "n": "INTEGER",
+    "path": "TEXT", "craft_time_s": "REAL", "created_at": "TEXT",
+}
+
+
+class ResultStore:
+    """``ResultStore(path)``: put/get cells and adversarial-set records in one SQLite file."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute(_create("cells", CELL_COLUMNS))
+            db.execute(_create("adv_sets", ADV_COLUMNS))
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60)
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    def finished_ids(self) -> set[str]:
+        with closing(self._connect()) as db:
+            return {row[0] for row in db.execute("SELECT cell_id FROM cells")}
+
+    def put_cell(self, cell: dict) -> None:
+        """Records a finished cell; a cell already recorded is never overwritten."""
+        row = {key: cell.get(key) for key in CELL_COLUMNS}
+        if isinstance(row["versions"], dict):
+            row["versions"] = json.dumps(row["versions"], sort_keys=True)
+        with closing(self._connect()) as db, db:
+            db.execute(f"INSERT OR IGNORE INTO cells ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                       list(row.values()))
+
+    def cells(self, cell_ids=None) -> pd.DataFrame:
+        """All recorded cells, or those whose id is in ``cell_ids``, in the order they finished."""
+        with closing(self._connect()) as db:
+            frame = pd.read_sql_query("SELECT * FROM cells ORDER BY rowid", db)
+        if cell_ids is not None:
+            frame = frame[frame["cell_id"].isin(set(cell_ids))].reset_index(drop=True)
+        return frame
+
+    def put_adv_set(self, record: dict) -> None:
+        row = {key: record.get(key) for key in ADV_COLUMNS}
+        with closing(self._connect()) as db, db:
+            db.execute(f"INSERT OR REPLACE INTO adv_sets ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                       list(row.values()))
+
+    def adv_set(self, adv_key: str) -> dict | None:
+        with closing(self._connect()) as db:
+            db.row_factory = sqlite3.Row
+            row = db.execute("SELECT * FROM adv_sets WHERE adv_key = ?", (adv_key,)).fetchone()
+        return dict(row) if row else None
+
+
+def _create(table: str, columns: dict) -> str:
+    return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{k} {t}' for k, t in columns.items())})"

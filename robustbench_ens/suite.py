@@ -1,0 +1,290 @@
+"""Suites: TOML files naming the data, threat model, models, attacks and defenses of a run.
+
+A suite is data, never code: values are parsed by ``tomllib`` and names map to classes only
+through the registries. A shipped suite is named by its stem (``cifar10``, ``smoke``); any
+other suite by its path. Schema (every table is checked; unknown keys are errors)::
+
+    name = "cifar10"
+    description = "..."
+    surrogates = ["resnet20", ...]          # default surrogate set of the transfer attacks
+
+    [data]   n_examples = 500   batch_size = 250
+    [threat] norm = "Linf"   eps = ["4/255", "8/255"]   headline_eps = "8/255"
+    [run]    seed = 0   device = "auto"
+    [train]  epochs = 30 ...                 # default recipe for models absent from --models
+
+    [models.resnet20]                        # a model the suite can use
+    arch = "resnet20_a"                      # a zoo architecture
+    checkpoint = "resnet20_a_standard"       # <models dir>/<checkpoint>.safetensors, if present
+    source = "..."                           # where that checkpoint comes from (shown on the page)
+    require_checkpoint = false               # true: never train a stand-in (e.g. DVERGE, adversarial training)
+    train = { epochs = 10 }                  # recipe overrides when it must be trained
+
+    [[attacks]]
+    name = "Ens"                             # the leaderboard's label
+    attack = "ens"                           # registry name
+    params = { steps = 10 }
+    surrogates = [...]                       # optional; defaults to the top-level list
+
+    [[defenses]]
+    name = "baseline"   kind = "ensemble"   members = ["m0", "m1", "m2"]   params = {}
+"""
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+
+CLEAN = "clean"  # the reserved attack name of the no-attack row
+
+
+class SuiteError(ValueError):
+    """A suite file or an override is invalid; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    arch: str
+    checkpoint: str | None = None
+    train: dict = field(default_factory=dict)
+    seed: int = 0
+    source: str = ""  # where a pretrained checkpoint comes from, shown on the leaderboard
+    require_checkpoint: bool = False  # True where the zoo's standard recipe cannot reproduce the model
+
+
+@dataclass(frozen=True)
+class AttackEntry:
+    name: str
+    attack: str
+    params: dict
+    surrogates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DefenseEntry:
+    name: str
+    kind: str
+    members: tuple[str, ...]
+    params: dict
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    source: str
+    n_examples: int
+    batch_size: int
+    norm: str
+    eps: tuple[float, ...]
+    headline_eps: float
+    seed: int
+    device: str
+    train: dict
+    models: dict[str, ModelEntry]
+    attacks: tuple[AttackEntry, ...]
+    defenses: tuple[DefenseEntry, ...]
+
+    def model_names(self) -> list[str]:
+        """Every model the suite's attacks and defenses use, in first-use order."""
+        names = [m for a in self.attacks for m in a.surrogates] + [m for d in self.defenses for m in d.members]
+        return list(dict.fromkeys(names))
+
+
+def shipped_suites() -> list[str]:
+    folder = resources.files("robustbench_ens") / "suites"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A shipped suite by name, or a suite file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise SuiteError(f"no suite file {path}")
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    elif name_or_path in shipped_suites():
+        resource = resources.files("robustbench_ens") / "suites" / f"{name_or_path}.toml"
+        text, source = resource.read_text(encoding="utf-8"), f"robustbench_ens/suites/{name_or_path}.toml"
+    else:
+        raise SuiteError(f"unknown suite {name_or_path!r}: pass a .toml path or one of {', '.join(shipped_suites())}")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SuiteError(f"{source} is not valid TOML: {error}") from None
+    return parse_suite(raw, source)
+
+
+def parse_eps(value) -> float:
+    """``"8/255"``, ``0.0314`` or ``"0.0314"`` -> float in [0, 1]; ``8`` is refused as ambiguous."""
+    try:
+        eps = float(Fraction(value.strip())) if isinstance(value, str) else float(value)
+    except (ValueError, ZeroDivisionError, TypeError):
+        raise SuiteError(f"eps {value!r} is not a number; write it like 8/255") from None
+    if not math.isfinite(eps) or eps < 0:
+        raise SuiteError(f"eps must be >= 0, got {value!r}")
+    if eps > 1:
+        raise SuiteError(f"eps {value!r} is above 1 on images in [0, 1]; did you mean {value}/255?")
+    return eps
+
+
+def apply_overrides(suite: Suite, *, attacks=None, defenses=None, eps=None, n_examples=None,
+                    device=None, seed=None) -> Suite:
+    """The CLI's overrides: subsets of attacks/defenses by name, and replaced scalars."""
+    changes = {}
+    if attacks is not None:
+        changes["attacks"] = _select(suite.attacks, attacks, "attack")
+    if defenses is not None:
+        changes["defenses"] = _select(suite.defenses, defenses, "defense")
+    if eps is not None:
+        values = tuple(parse_eps(e) for e in eps)
+        if not values:
+            raise SuiteError("--eps needs at least one value")
+        changes["eps"] = values
+        if suite.headline_eps not in values:
+            changes["headline_eps"] = max(values)
+    if n_examples is not None:
+        changes["n_examples"] = _positive_int(n_examples, "--n-examples")
+    if device is not None:
+        changes["device"] = device
+    if seed is not None:
+        changes["seed"] = _int(seed, "--seed")
+    return _checked(replace(suite, **changes))
+
+
+def _select(entries, names, what):
+    by_name = {entry.name: entry for entry in entries}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise SuiteError(f"unknown {what} {', '.join(map(repr, unknown))} in this suite "
+                         f"(it has: {', '.join(by_name)})")
+    return tuple(by_name[name] for name in names)
+
+
+def parse_suite(raw: dict, source: str) -> Suite:
+    top = _Table(raw, source)
+    data = _Table(top.get("data", {}), f"{source} [data]")
+    threat = _Table(top.get("threat", {}), f"{source} [threat]")
+    run = _Table(top.get("run", {}), f"{source} [run]")
+    default_surrogates = tuple(top.get("surrogates", []))
+    models = {name: _model_entry(name, spec, source) for name, spec in top.get("models", {}).items()}
+    attacks = tuple(_attack_entry(i, spec, default_surrogates, source) for i, spec in enumerate(top.get("attacks", [])))
+    defenses = tuple(_defense_entry(i, spec, source) for i, spec in enumerate(top.get("defenses", [])))
+    eps = tuple(parse_eps(e) for e in threat.get("eps", ["8/255"]))
+    suite = Suite(
+        name=str(top.require("name")), description=str(top.get("description", "")), source=source,
+        n_examples=_positive_int(data.get("n_examples", 1000), "data.n_examples"),
+        batch_size=_positive_int(data.get("batch_size", 250), "data.batch_size"),
+        norm=str(threat.get("norm", "Linf")), eps=eps,
+        headline_eps=parse_eps(threat.get("headline_eps", max(eps) if eps else 0)),
+        seed=_int(run.get("seed", 0), "run.seed"), device=str(run.get("device", "auto")),
+        train=dict(top.get("train", {})), models=models, attacks=attacks, defenses=defenses)
+    for table in (top, data, threat, run):
+        table.reject_unknown()
+    return _checked(suite)
+
+
+class _Table:
+    """A TOML table that remembers which keys were read, to reject typos."""
+
+    def __init__(self, raw, where: str):
+        if not isinstance(raw, dict):
+            raise SuiteError(f"{where} must be a table")
+        self.raw, self.where, self.read = raw, where, set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return self.raw.get(key, default)
+
+    def require(self, key):
+        if key not in self.raw:
+            raise SuiteError(f"{self.where} lacks the key {key!r}")
+        return self.get(key)
+
+    def reject_unknown(self):
+        unknown = set(self.raw) - self.read
+        if unknown:
+            raise SuiteError(f"{self.where}: unknown key(s) {', '.join(sorted(unknown))}")
+
+
+def _model_entry(name: str, spec, source: str) -> ModelEntry:
+    table = _Table(spec, f"{source} [models.{name}]")
+    entry = ModelEntry(name=name, arch=str(table.require("arch")), checkpoint=table.get("checkpoint"),
+                       train=dict(table.get("train", {})), seed=_int(table.get("seed", 0), f"models.{name}.seed"),
+                       source=str(table.get("source", "")),
+                       require_checkpoint=bool(table.get("require_checkpoint", False)))
+    if entry.require_checkpoint and not entry.checkpoint:
+        raise SuiteError(f"{table.where}: require_checkpoint needs a checkpoint name")
+    table.reject_unknown()
+    return entry
+
+
+def _attack_entry(index: int, spec, default_surrogates, source: str) -> AttackEntry:
+    table = _Table(spec, f"{source} [[attacks]] #{index + 1}")
+    entry = AttackEntry(name=str(table.require("name")), attack=str(table.require("attack")),
+                        params=dict(table.get("params", {})),
+                        surrogates=tuple(table.get("surrogates", default_surrogates)))
+    table.reject_unknown()
+    return entry
+
+
+def _defense_entry(index: int, spec, source: str) -> DefenseEntry:
+    table = _Table(spec, f"{source} [[defenses]] #{index + 1}")
+    entry = DefenseEntry(name=str(table.require("name")), kind=str(table.get("kind", "single")),
+                         members=tuple(table.require("members")), params=dict(table.get("params", {})))
+    table.reject_unknown()
+    return entry
+
+
+def _checked(suite: Suite) -> Suite:
+    where = suite.source
+    if suite.norm not in ("Linf", "L2"):
+        raise SuiteError(f"{where}: threat.norm must be Linf or L2, got {suite.norm!r}")
+    if not suite.eps:
+        raise SuiteError(f"{where}: threat.eps needs at least one value")
+    if not suite.defenses:
+        raise SuiteError(f"{where}: no defenses to evaluate")
+    for names, what in ((_dupes(a.name for a in suite.attacks), "attack"),
+                        (_dupes(d.name for d in suite.defenses), "defense")):
+        if names:
+            raise SuiteError(f"{where}: {what} names must be unique, repeated: {', '.join(names)}")
+    if any(a.name.lower() == CLEAN for a in suite.attacks):
+        raise SuiteError(f"{where}: the attack name {CLEAN!r} is reserved for the no-attack row")
+    for attack in suite.attacks:
+        if not attack.surrogates:
+            raise SuiteError(f"{where}: attack {attack.name!r} has no surrogates (set surrogates = [...])")
+    for owner, names in [(f"attack {a.name!r}", a.surrogates) for a in suite.attacks] + \
+                        [(f"defense {d.name!r}", d.members) for d in suite.defenses]:
+        missing = [n for n in names if n not in suite.models]
+        if missing:
+            raise SuiteError(f"{where}: {owner} uses model(s) {', '.join(missing)} not defined under [models]")
+    return suite
+
+
+def _dupes(names) -> list[str]:
+    seen, dupes = set(), []
+    for name in names:
+        if name in seen and name not in dupes:
+            dupes.append(name)
+        seen.add(name)
+    return dupes
+
+
+def _int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(str(value))
+        except ValueError:
+            raise SuiteError(f"{what} must be an integer, got {value!r}") from None
+    return value
+
+
+def _positive_int(value, what: str) -> int:
+    value = _int(value, what)
+    if value < 1:
+        raise SuiteError(f"{what} must be >= 1, got {value}")
+    return value

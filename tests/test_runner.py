@@ -1,0 +1,144 @@
+"""The runner end to end on the smoke suite: grid, crafting once, store, resume after SIGKILL."""
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import attacks.ens
+from robustbench_ens.runner import RunConfig, run_suite
+from robustbench_ens.suite import apply_overrides, load_suite
+
+REPO = Path(__file__).resolve().parents[1]
+
+N_CELLS = 2 * (1 + 2 * 2)  # 2 defenses x (clean + 2 attacks x 2 eps)
+
+
+def _config(tmp_path, slice_path, models_path, cache_path=None, **overrides):
+    suite = apply_overrides(load_suite("smoke"), device="cpu", **overrides)
+    return RunConfig(suite=suite, out_dir=tmp_path / "run", leaderboard_dir=tmp_path / "lb",
+                     data_path=str(slice_path), models_dir=models_path,
+                     cache_dir=cache_path or tmp_path / "cache", progress=False)
+
+
+def _count_crafting(monkeypatch):
+    calls = []
+    original = attacks.ens.Ens.forward
+
+    def counting(self, images, labels):
+        calls.append((self.eps, self.fusion, len(images)))
+        return original(self, images, labels)
+
+    monkeypatch.setattr(attacks.ens.Ens, "forward", counting)
+    return calls
+
+
+def test_smoke_grid_crafts_once_per_attack_and_eps(tmp_path, slice_path, models_path, monkeypatch):
+    calls = _count_crafting(monkeypatch)
+    result = run_suite(_config(tmp_path, slice_path, models_path))
+
+    cells = result.cells
+    assert len(cells) == N_CELLS and result.evaluated == N_CELLS and result.failed == 0
+    assert (cells["status"] == "ok").all()
+    # one adversarial set per (attack, eps), each crafted in one batch, shared by both defenses
+    assert sorted(result.crafted) == sorted([(a, e) for a in ("Ens", "Ens-probs") for e in (4 / 255, 8 / 255)])
+    assert len(calls) == 4 and len(set(calls)) == 4
+    assert cells.groupby(["attack", "eps"])["adv_key"].nunique().eq(1).all()
+    assert len(list((tmp_path / "run" / "adv").glob("*.safetensors"))) == 4
+
+    clean = cells[cells["attack"] == "clean"].set_index("defense")
+    attacked = cells[cells["attack"] != "clean"]
+    # the clean row: no perturbation, robust = clean, nothing succeeds
+    assert (clean["robust_acc"] == clean["clean_acc"]).all() and (clean["linf_max"] == 0).all()
+    # attacked cells: inside the budget, robust <= clean, and a defense's clean accuracy is the same everywhere
+    assert (attacked["linf_max"] <= attacked["eps"] + 1e-6).all()
+    assert (attacked["robust_acc"] <= attacked["clean_acc"]).all()
+    for defense, group in cells.groupby("defense"):
+        assert group["clean_acc"].nunique() == 1
+    # a standard ensemble falls at 8/255 far below its clean accuracy
+    baseline = attacked[(attacked["defense"] == "baseline-ens") & (attacked["eps"] == 8 / 255)]
+    assert (baseline["robust_acc"] < clean.loc["baseline-ens", "clean_acc"] - 0.3).all()
+
+    # a second run finds every cell finished: nothing crafted, nothing evaluated
+    again = run_suite(_config(tmp_path, slice_path, models_path))
+    assert again.crafted == [] and again.evaluated == 0 and again.skipped == N_CELLS
+    assert len(calls) == 4
+    pd.testing.assert_frame_equal(again.cells, cells)
+
+
+def test_saved_adversarial_sets_are_reused_not_recrafted(tmp_path, slice_path, models_path, monkeypatch):
+    run_suite(_config(tmp_path, slice_path, models_path))
+    with sqlite3.connect(tmp_path / "run" / "results.sqlite") as db:  # as if killed before the evaluations
+        db.execute("DELETE FROM cells WHERE attack != 'clean' AND defense = 'resnet2b-at'")
+    calls = _count_crafting(monkeypatch)
+    result = run_suite(_config(tmp_path, slice_path, models_path))
+    assert result.evaluated == 4 and result.crafted == [] and calls == []
+
+
+def test_changed_settings_are_new_cells(tmp_path, slice_path, models_path):
+    run_suite(_config(tmp_path, slice_path, models_path, attacks=["Ens"], eps=["8/255"]))
+    result = run_suite(_config(tmp_path, slice_path, models_path, attacks=["Ens"], eps=["8/255"], n_examples=8))
+    assert result.skipped == 0 and result.evaluated == 4 and (result.cells["n"] == 8).all()
+
+
+def test_resume_after_sigkill(tmp_path, slice_path, models_path):
+    """Kill a real run after its first attacked cell, resume it: same cells as an uninterrupted run."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    base = [sys.executable, str(REPO / "run_all.py"), "--suite", "smoke", "--device", "cpu", "--no-progress",
+            "--data", str(slice_path), "--models", str(models_path), "--cache", str(tmp_path / "cache")]
+    killed = [*base, "--out", str(tmp_path / "killed"), "--leaderboard-dir", str(tmp_path / "lb_killed")]
+    process = subprocess.Popen(killed, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                               cwd=tmp_path)
+    for line in process.stdout:
+        if line.startswith("Ens eps="):  # the first attacked cell is committed; the run goes on
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    store = tmp_path / "killed" / "results.sqlite"
+    with sqlite3.connect(store) as db:
+        before = pd.read_sql_query("SELECT * FROM cells", db)
+    assert 1 <= len(before) < N_CELLS, "the kill did not land mid-run"
+    assert not (tmp_path / "lb_killed").exists(), "no leaderboard from a killed run"
+
+    resumed = subprocess.run([*killed, "--resume"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{N_CELLS - len(before)} cells evaluated, {len(before)} already finished" in resumed.stdout
+    with sqlite3.connect(store) as db:
+        after = pd.read_sql_query("SELECT * FROM cells", db)
+    assert len(after) == N_CELLS and after["cell_id"].is_unique
+    kept = after.set_index("cell_id").loc[before["cell_id"]]
+    assert (kept["finished_at"].values == before["finished_at"].values).all(), "a finished cell was redone"
+
+    straight = subprocess.run([*base, "--out", str(tmp_path / "straight"), "--leaderboard-dir",
+                               str(tmp_path / "lb_straight")], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    metrics = ["cell_id", "clean_acc", "robust_acc", "success_rate", "linf_max", "l2_mean"]
+    read = lambda folder: pd.read_csv(folder / "cells.csv")[metrics].sort_values("cell_id").reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(read(tmp_path / "lb_killed"), read(tmp_path / "lb_straight"))
+
+
+def test_models_absent_from_models_dir_are_trained_and_cached(tmp_path, slice_path):
+    empty = tmp_path / "no_models"
+    empty.mkdir()
+    config = _config(tmp_path, slice_path, empty, attacks=["Ens"], eps=["8/255"], defenses=["baseline-ens"],
+                     n_examples=8)
+    result = run_suite(config)
+    assert result.failed == 0 and len(result.cells) == 2
+    cached = sorted(p.name.split("-")[0] for p in (tmp_path / "cache").glob("*.safetensors"))
+    assert cached == ["baseline_m0", "baseline_m1", "resnet20_a", "resnet32_a"]
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 4
+    assert "trained here by the zoo" in (tmp_path / "lb" / "README.md").read_text()
+
+
+def test_a_model_the_zoo_cannot_reproduce_is_never_replaced(tmp_path, slice_path):
+    from robustbench_ens.zoo import CheckpointError
+
+    empty = tmp_path / "no_models"
+    empty.mkdir()
+    with pytest.raises(CheckpointError, match="resnet2b_at2.safetensors"):
+        run_suite(_config(tmp_path, slice_path, empty, defenses=["resnet2b-at"]))

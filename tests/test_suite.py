@@ -1,0 +1,95 @@
+import pytest
+
+from robustbench_ens.suite import SuiteError, apply_overrides, load_suite, parse_eps, shipped_suites
+
+
+def test_shipped_suites_parse():
+    assert {"cifar10", "smoke"} <= set(shipped_suites())
+    for name in shipped_suites():
+        suite = load_suite(name)
+        assert suite.attacks and suite.defenses and suite.eps
+        assert set(suite.model_names()) <= set(suite.models)
+
+
+@pytest.mark.parametrize("text,value", [("8/255", 8 / 255), (" 16/255 ", 16 / 255), ("0.5", 0.5), (0.25, 0.25),
+                                        (0, 0.0)])
+def test_parse_eps(text, value):
+    assert parse_eps(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["8", 8, "-1/255", "abc", "1/0", "nan", "__import__('os')"])
+def test_parse_eps_refuses(text):
+    with pytest.raises(SuiteError):
+        parse_eps(text)
+
+
+def test_eight_is_read_as_a_mistake_for_eight_over_255():
+    with pytest.raises(SuiteError, match="8/255"):
+        parse_eps("8")
+
+
+def test_overrides():
+    suite = apply_overrides(load_suite("smoke"), attacks=["Ens"], defenses=["resnet2b-at"], eps=["2/255"],
+                            n_examples=8, device="cpu", seed=3)
+    assert [a.name for a in suite.attacks] == ["Ens"]
+    assert [d.name for d in suite.defenses] == ["resnet2b-at"]
+    assert suite.eps == (2 / 255,) and suite.headline_eps == 2 / 255
+    assert (suite.n_examples, suite.device, suite.seed) == (8, "cpu", 3)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"attacks": ["Nope"]}, "unknown attack 'Nope'.*Ens"),
+    ({"defenses": ["x"]}, "unknown defense"),
+    ({"n_examples": 0}, ">= 1"),
+    ({"eps": []}, "at least one"),
+])
+def test_bad_overrides(kwargs, match):
+    with pytest.raises(SuiteError, match=match):
+        apply_overrides(load_suite("smoke"), **kwargs)
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return path
+
+
+MINIMAL = """
+name = "t"
+surrogates = ["a"]
+[models.a]
+arch = "resnet20_a"
+[[attacks]]
+name = "Ens"
+attack = "ens"
+[[defenses]]
+name = "d"
+members = ["a"]
+"""
+
+
+def test_minimal_suite_file(tmp_path):
+    suite = load_suite(str(_write(tmp_path, MINIMAL)))
+    assert suite.defenses[0].kind == "single" and suite.attacks[0].surrogates == ("a",)
+
+
+@pytest.mark.parametrize("extra,match", [
+    ("[data]\nn_exampels = 3\n", "unknown key.*n_exampels"),
+    ("[[defenses]]\nname = \"d\"\nmembers = [\"zz\"]\n", "repeated: d|zz"),
+    ("[[defenses]]\nname = \"e\"\nmembers = [\"zz\"]\n", "zz not defined"),
+    ("[threat]\neps = [\"8\"]\n", "8/255"),
+    ("[threat]\nnorm = \"L1\"\n", "Linf or L2"),
+    ("[[attacks]]\nname = \"clean\"\nattack = \"ens\"\n", "reserved"),
+])
+def test_bad_suite_files(tmp_path, extra, match):
+    with pytest.raises(SuiteError, match=match):
+        load_suite(str(_write(tmp_path, MINIMAL + extra)))
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    with pytest.raises(SuiteError, match="not valid TOML"):
+        load_suite(str(_write(tmp_path, "name = ")))
+    with pytest.raises(SuiteError, match="no suite file"):
+        load_suite(str(tmp_path / "nope.toml"))
+    with pytest.raises(SuiteError, match="unknown suite"):
+        load_suite("cifar100")
