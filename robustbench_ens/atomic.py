@@ -1,6 +1,8 @@
-"""Atomic file writes: a temp file in the same folder, fsync, then ``os.replace``.
+"""Atomic file writes: a temp file in the same folder, fsync, ``os.replace``, fsync the folder.
 
-A reader sees either the old file or the whole new one, never half of it.
+A reader sees either the old file or the whole new one, never half of it, and a failed or
+interrupted write leaves no temporary file behind. Every writer in the project (results'
+adversarial sets, checkpoints, leaderboard pages) goes through here.
 """
 from __future__ import annotations
 
@@ -22,10 +24,11 @@ def atomic_path(path: Path):
         yield Path(tmp)
         with open(tmp, "rb+") as file:
             os.fsync(file.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a published file must be readable
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
+    _fsync_folder(path.parent)
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
@@ -39,7 +42,27 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def write_with(path: Path, writer: Callable[[Path], None]) -> Path:
-    """Atomic write by a function that writes to the path it is given (e.g. savefig, save_file)."""
+    """Atomic write by a function that writes to the path it is given (e.g. ``save_file``)."""
     with atomic_path(path) as tmp:
         writer(tmp)
     return Path(path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Makes the rename itself durable where the platform allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

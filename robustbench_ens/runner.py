@@ -257,7 +257,8 @@ def _failed(message: str) -> dict:
 
 
 def _cell_line(cell: Cell, record: dict) -> str:
-    where = f"{cell.attack} eps={_eps_text(cell.eps)} -> {cell.defense}"
+    where = f"{cell.attack} -> {cell.defense}" if cell.attack == CLEAN else \
+        f"{cell.attack} eps={_eps_text(cell.eps)} -> {cell.defense}"
     if record["status"] != "ok":
         return f"{where}: FAILED ({record['error']})"
     return f"{where}: clean {100 * record['clean_acc']:.1f}%  robust {100 * record['robust_acc']:.1f}%"

@@ -186,20 +186,6 @@ def test_files_written(rendered):
     assert leftovers == []  # no temp files
 
 
-def test_atomic_write_failure_leaves_nothing(tmp_path, monkeypatch):
-    target = tmp_path / "x.txt"
-    files.write_text_atomic(target, "old")
-
-    def boom(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
-        files.write_text_atomic(target, "new")
-    assert target.read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]
-
-
 def test_matrix_csv(rendered):
     out, _ = rendered
     m = pd.read_csv(out / "matrix.csv")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import atomic
 from . import files, html, markdown, page, plots, tables
 from .tables import Leaderboard, build
 
@@ -51,8 +52,8 @@ def write_leaderboard(cells: pd.DataFrame, setting: dict, out_dir: Path) -> list
     ]
     images = {page.HEATMAP: plots.heatmap_png(lb, setting),
               page.ROBUST_VS_EPS: plots.robust_vs_eps_png(lb, setting)}
-    written += [files.write_bytes_atomic(out / name, data) for name, data in images.items()]
+    written += [atomic.write_bytes(out / name, data) for name, data in images.items()]
     blocks = page.build_page(lb, setting)
-    written.append(files.write_text_atomic(out / "README.md", markdown.render(blocks)))
-    written.append(files.write_text_atomic(out / "index.html", html.render(blocks, images)))
+    written.append(atomic.write_text(out / "README.md", markdown.render(blocks)))
+    written.append(atomic.write_text(out / "index.html", html.render(blocks, images)))
     return written

@@ -359,27 +359,24 @@ def _rounded(df: pd.DataFrame, digits: int = 6) -> pd.DataFrame:
 
 def defenses_frame(lb: Leaderboard) -> pd.DataFrame:
     """defenses.csv: the defense ranking, one row per defense, worst case at every eps."""
-    rows = []
-    for r in lb.defense_ranking:
-        row = _flat(r)
-        for label, w in r["by_eps"].items():
-            row[f"worst_robust_acc@{label}"] = w["robust_acc"]
-            row[f"worst_robust_acc_std@{label}"] = w["robust_acc_std"]
-            row[f"strongest_attack@{label}"] = w["strongest_attack"]
-            row[f"complete@{label}"] = w["complete"]
-        rows.append(row)
-    return _rounded(pd.DataFrame(rows))
+    return _ranking_frame(lb.defense_ranking, {"robust_acc": "worst_robust_acc",
+                                               "robust_acc_std": "worst_robust_acc_std",
+                                               "strongest_attack": "strongest_attack", "complete": "complete"})
 
 
 def attacks_frame(lb: Leaderboard) -> pd.DataFrame:
     """attacks.csv: the attack ranking, one row per attack, mean success rate at every eps."""
+    return _ranking_frame(lb.attack_ranking, {"success_rate": "mean_success_rate",
+                                              "success_rate_std": "mean_success_rate_std", "complete": "complete"})
+
+
+def _ranking_frame(ranking: list[dict], columns: dict[str, str]) -> pd.DataFrame:
+    """One row per ranked entry; each per-eps statistic ``key`` becomes the column ``name@eps``."""
     rows = []
-    for r in lb.attack_ranking:
-        row = _flat(r)
-        for label, s in r["by_eps"].items():
-            row[f"mean_success_rate@{label}"] = s["success_rate"]
-            row[f"mean_success_rate_std@{label}"] = s["success_rate_std"]
-            row[f"complete@{label}"] = s["complete"]
+    for entry in ranking:
+        row = _flat(entry)
+        for label, stats in entry["by_eps"].items():
+            row.update({f"{name}@{label}": stats[key] for key, name in columns.items()})
         rows.append(row)
     return _rounded(pd.DataFrame(rows))
 

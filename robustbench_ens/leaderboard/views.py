@@ -101,30 +101,35 @@ def defense_table(lb: Leaderboard) -> DisplayTable:
     worst_col = f"Worst-case robust acc @ {h} (%)"
     cols = ["Rank", "Defense", "Clean acc (%)", worst_col, "Strongest attack"]
     cols += [f"Worst case @ {fmt_eps(e)} (%)" for e in lb.other_eps]
-    rows, any_notes = [], False
+    rows = []
     for r in lb.defense_ranking:
         head = r["by_eps"].get(h, {"robust_acc": math.nan, "robust_acc_std": math.nan,
                                    "complete": False, "failed_attacks": [], "partial_attacks": [],
                                    "missing_attacks": []})
         row = [_rank_cell(r), Cell(r["defense"]), stat_cell(lb.clean_acc.get(r["defense"], MISSING)),
                _worst_cell(head), Cell(r["strongest_attack"] or DASH)]
-        notes = []
-        for e in lb.other_eps:
-            w = r["by_eps"][fmt_eps(e)]
-            row.append(_worst_cell(w))
-        for e in lb.eps_list:
-            w = r["by_eps"][fmt_eps(e)]
-            n = _notes(w["failed_attacks"], w["partial_attacks"], w["missing_attacks"])
-            if n:
-                notes.append(f"{fmt_eps(e)}: {n}")
-        any_notes |= bool(notes)
-        rows.append(row + [Cell(" | ".join(notes))])
-    if any_notes:
-        cols.append("Notes")
-    else:
-        rows = [r[:-1] for r in rows]
+        row += [_worst_cell(r["by_eps"][fmt_eps(e)]) for e in lb.other_eps]
+        rows.append(row + [_notes_cell({fmt_eps(e): r["by_eps"][fmt_eps(e)] for e in lb.eps_list}, "attacks")])
+    cols, rows = _drop_empty_notes(cols, rows)
     numeric = {"Rank", "Clean acc (%)", worst_col} | {c for c in cols if c.startswith("Worst case @")}
     return make_table("defense-ranking", cols, rows, numeric)
+
+
+def _notes_cell(by_eps: dict, kind: str) -> Cell:
+    """'eps: failed/partial/missing ...' for each eps where some of ``kind`` did not all finish."""
+    notes = []
+    for label, stats in by_eps.items():
+        text = _notes(stats[f"failed_{kind}"], stats[f"partial_{kind}"], stats[f"missing_{kind}"])
+        if text:
+            notes.append(f"{label}: {text}")
+    return Cell(" | ".join(notes))
+
+
+def _drop_empty_notes(cols: list[str], rows: list[list[Cell]]) -> tuple[list[str], list[list[Cell]]]:
+    """Keeps the trailing Notes column only where some row has a note."""
+    if any(row[-1].text for row in rows):
+        return cols + ["Notes"], rows
+    return cols, [row[:-1] for row in rows]
 
 
 def attack_table(lb: Leaderboard) -> DisplayTable:
@@ -133,7 +138,7 @@ def attack_table(lb: Leaderboard) -> DisplayTable:
     cols = ["Rank", "Attack", "Class", "Surrogates", main]
     cols += [f"Mean success @ {fmt_eps(e)} (%)" for e in lb.other_eps]
     cols += ["Defenses"]
-    rows, any_notes = [], False
+    rows = []
     n_def = len(lb.defenses)
 
     def rate(s: dict | None) -> Cell:
@@ -151,17 +156,8 @@ def attack_table(lb: Leaderboard) -> DisplayTable:
                Cell(", ".join(r["surrogates"]) or DASH), rate(r["by_eps"].get(h))]
         row += [rate(r["by_eps"].get(fmt_eps(e))) for e in lb.other_eps]
         row.append(Cell(f"{r['n_defenses']}/{n_def}", float(r["n_defenses"])))
-        notes = []
-        for label, s in r["by_eps"].items():
-            n = _notes(s["failed_defenses"], s["partial_defenses"], s["missing_defenses"])
-            if n:
-                notes.append(f"{label}: {n}")
-        any_notes |= bool(notes)
-        rows.append(row + [Cell(" | ".join(notes))])
-    if any_notes:
-        cols.append("Notes")
-    else:
-        rows = [r[:-1] for r in rows]
+        rows.append(row + [_notes_cell(r["by_eps"], "defenses")])
+    cols, rows = _drop_empty_notes(cols, rows)
     numeric = {"Rank", main, "Defenses"} | {c for c in cols if c.startswith("Mean success @")}
     return make_table("attack-ranking", cols, rows, numeric)
 

@@ -13,12 +13,12 @@ import json
 import os
 import re
 import struct
-import tempfile
 from pathlib import Path
 
 import safetensors.torch
 import torch
 
+from .. import atomic
 from .normalize import Normalized, as_channel_stats
 from .registry import UnknownModelError, create_model
 
@@ -48,35 +48,6 @@ def _stem_paths(path_stem: Path) -> tuple[Path, Path]:
     return path_stem.with_name(path_stem.name + SUFFIX), path_stem.with_name(path_stem.name + ".json")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file in ``path``'s folder, fsync it, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        if hasattr(os, "fchmod"):  # mkstemp makes the file private (0600); give it the usual umask mode
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable where the platform allows it
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def _floats(values) -> str:
     return ",".join(repr(float(v)) for v in values)
 
@@ -98,8 +69,8 @@ def save_checkpoint(model: Normalized, path_stem: Path, provenance: dict) -> Pat
         text = json.dumps(record, indent=2, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as error:
         raise ValueError(f"provenance must be JSON-serialisable: {error}") from None
-    _atomic_write(weights_path, data)
-    _atomic_write(json_path, (text + "\n").encode())
+    atomic.write_bytes(weights_path, data)
+    atomic.write_text(json_path, text + "\n")
     return weights_path
 
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .initialization import he_init
 from .normalize import CIFAR10_MEAN, CIFAR10_STD
 from .registry import register_model
 
@@ -54,15 +55,7 @@ class MobileNetV2(nn.Module):
         layers.append(conv_bn_relu(in_channels, last_channels, 1))
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(last_channels, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0, 0.01)
-                nn.init.zeros_(module.bias)
+        he_init(self, linear=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.adaptive_avg_pool2d(self.features(x), 1)

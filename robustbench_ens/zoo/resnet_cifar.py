@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .initialization import he_init
 from .normalize import CIFAR10_MEAN, CIFAR10_STD_PER_IMAGE, IMAGENET_MEAN, IMAGENET_STD
 from .registry import register_model
 
@@ -86,18 +87,7 @@ class CifarResNet(nn.Module):
             self.add_module(f"layer{index}", nn.Sequential(*layer))
         self.head_name = head
         self.add_module(head, nn.Linear(WIDTHS[-1], num_classes))
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.kaiming_normal_(module.weight)
-                nn.init.zeros_(module.bias)
+        he_init(self, linear="kaiming")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

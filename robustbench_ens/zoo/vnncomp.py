@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .initialization import he_init
 from .normalize import CIFAR10_MEAN, CIFAR10_STD
 from .registry import register_model
 
@@ -51,10 +52,7 @@ class VnnResNet(nn.Module):
         self.num_stages = len(stages)
         self.linear1 = nn.Linear(in_planes * size * size, hidden)
         self.linear2 = nn.Linear(hidden, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+        he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.conv1(x))
