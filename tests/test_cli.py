@@ -1,0 +1,90 @@
+"""The command line: --help, and one clear line with exit code 2 for every kind of bad input."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustbench_ens.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_help_explains_the_flags(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--suite", "--data", "--models", "--attacks", "--defenses", "--eps", "--n-examples", "--device",
+                 "--out", "--resume", "--fresh", "--seed", "RBE_DATA", "RBE_MODELS", "smoke", "cifar10"):
+        assert flag in text
+
+
+def test_missing_data_file_subprocess(tmp_path):
+    """As a user sees it: one line on stderr, exit code 2, no traceback."""
+    done = subprocess.run([sys.executable, str(REPO / "run_all.py"), "--suite", "smoke", "--data",
+                           str(tmp_path / "missing.npz")], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "--data" in lines[0]
+
+
+def test_no_data_and_no_network(tmp_path, monkeypatch, capsys):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    monkeypatch.delenv("RBE_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["--suite", "smoke", "--data", str(tmp_path / "empty_folder"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pass --data PATH" in err[0] and "network unreachable" in err[0]
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--attacks", "Nope"], "unknown attack 'Nope'"),
+    (["--defenses", "nope"], "unknown defense 'nope'"),
+    (["--eps", "8"], "did you mean 8/255"),
+    (["--eps=-1/255"], ">= 0"),
+    (["--n-examples", "0"], ">= 1"),
+    (["--n-examples", "100000"], "1..846"),
+    (["--suite", "cifar100"], "unknown suite"),
+    (["--device", "tpu"], "device"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, expected, tmp_path, monkeypatch, capsys, slice_path, models_path):
+    monkeypatch.chdir(tmp_path)
+    code = main(["--suite", "smoke", "--data", str(slice_path), "--models", str(models_path), "--no-progress",
+                 *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and expected in err[0]
+    assert not (tmp_path / "leaderboards").exists(), "no partial leaderboard"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu(tmp_path, monkeypatch, capsys, slice_path, models_path):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--suite", "smoke", "--data", str(slice_path), "--device", "cuda"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_unknown_attack_class_in_a_suite_file(tmp_path, monkeypatch, capsys, slice_path, models_path):
+    suite = (REPO / "robustbench_ens" / "suites" / "smoke.toml").read_text().replace('attack = "ens"\nparams = { steps = 5, decay = 1.0, fusion = "probs" }', 'attack = "ensx"\nparams = {}')
+    path = tmp_path / "s.toml"
+    path.write_text(suite)
+    monkeypatch.chdir(tmp_path)
+    assert main(["--suite", str(path), "--data", str(slice_path), "--models", str(models_path)]) == 2
+    assert "did you mean ens" in capsys.readouterr().err
+
+
+def test_bad_attack_parameter_in_a_suite_file(tmp_path, monkeypatch, capsys, slice_path, models_path):
+    suite = (REPO / "robustbench_ens" / "suites" / "smoke.toml").read_text().replace("steps = 5, decay", "stepz = 5, decay")
+    path = tmp_path / "s.toml"
+    path.write_text(suite)
+    monkeypatch.chdir(tmp_path)
+    assert main(["--suite", str(path), "--data", str(slice_path), "--models", str(models_path)]) == 2
+    assert "stepz" in capsys.readouterr().err
