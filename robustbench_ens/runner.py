@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
@@ -32,6 +33,8 @@ from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
 from .zoo import CheckpointError, ModelSpec, TrainRecipe, resolve_model
 
 DEFAULT_CACHE = Path.home() / ".cache" / "robustbench_ens" / "models"
+STORE_FILE = "results.sqlite"
+ADV_FOLDER = "adv"
 
 
 @dataclass
@@ -49,7 +52,7 @@ class RunConfig:
 
 @dataclass
 class RunResult:
-    cells: "object"  # pandas.DataFrame of this grid's cells
+    cells: pd.DataFrame | None  # this grid's cells
     crafted: list[tuple[str, float]] = field(default_factory=list)  # (attack, eps) crafted in this run
     evaluated: int = 0
     skipped: int = 0
@@ -71,9 +74,9 @@ def run_suite(config: RunConfig) -> RunResult:
     device = environment.select_device(suite.device)
     data = load_cifar10(config.data_path)
     images, labels = data.test(suite.n_examples)
-    if config.fresh and config.out_dir.exists():
-        shutil.rmtree(config.out_dir)
-    store = ResultStore(config.out_dir / "results.sqlite")
+    if config.fresh:
+        _discard_results(config.out_dir)
+    store = ResultStore(config.out_dir / STORE_FILE)
     versions = environment.versions()
 
     models, provenance = _resolve_models(suite, data, config, device)
@@ -85,6 +88,8 @@ def run_suite(config: RunConfig) -> RunResult:
     finished = store.finished_ids()
     result = RunResult(cells=None, skipped=sum(c.cell_id in finished for c in cells))
 
+    adversarial_sets = _AdversarialSets(suite, models, images, labels, store, config.out_dir / ADV_FOLDER, device,
+                                        config.progress)
     evaluator = _Evaluator(images, labels, defenses, suite.batch_size, device)
     bar = tqdm(total=len(cells), initial=result.skipped, desc=f"{suite.name} grid", unit="cell",
                disable=not config.progress)
@@ -93,8 +98,7 @@ def run_suite(config: RunConfig) -> RunResult:
         if not pending:
             continue
         try:
-            x_adv, craft_time = _adversarial_set(attack_name, eps, pending[0].adv_key, suite, models,
-                                                 images, labels, store, config, device, result)
+            x_adv, craft_time = adversarial_sets.get(attack_name, eps, pending[0].adv_key)
         except Exception as error:  # a failed crafting fails its cells; the grid goes on
             x_adv, craft_time, craft_error = None, 0.0, error
         else:
@@ -111,9 +115,10 @@ def run_suite(config: RunConfig) -> RunResult:
         del x_adv
     bar.close()
 
+    result.crafted = adversarial_sets.crafted
     result.cells = store.cells([c.cell_id for c in cells])
     if config.leaderboard_dir is not None:
-        setting = _setting(suite, data, images, models, provenance, result.cells, device, versions, config)
+        setting = _setting(suite, data, images, labels, models, provenance, result.cells, device, versions, config)
         result.leaderboard_files = write_leaderboard(result.cells, setting, config.leaderboard_dir)
     return result
 
@@ -131,8 +136,8 @@ def _resolve_models(suite: Suite, data, config: RunConfig, device):
     for name in names:
         entry = suite.models[name]
         try:
-            recipe = TrainRecipe(**{**suite.train, **entry.train})
-        except (TypeError, ValueError) as error:
+            recipe = TrainRecipe.from_dict({**suite.train, **entry.train})
+        except ValueError as error:
             raise SuiteError(f"{suite.source}: bad training recipe for model {name!r}: {error}") from None
         spec = ModelSpec(name=name, arch=entry.arch, checkpoint=entry.checkpoint, recipe=recipe, seed=entry.seed)
         model, provenance[name] = resolve_model(spec, data, config.models_dir, config.cache_dir, device=device,
@@ -140,6 +145,12 @@ def _resolve_models(suite: Suite, data, config: RunConfig, device):
         provenance[name] = {**provenance[name], "about": entry.source}
         models[name] = model.to(device).eval()
     return models, provenance
+
+
+def _discard_results(out_dir: Path) -> None:
+    """``--fresh``: removes the store and the adversarial sets, nothing else in ``out_dir``."""
+    (out_dir / STORE_FILE).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / ADV_FOLDER, ignore_errors=True)
 
 
 def _check_attacks(suite: Suite, models: dict) -> None:
@@ -196,32 +207,43 @@ def _by_adv_set(cells: list[Cell]):
     return groups.items()
 
 
-def _adversarial_set(attack_name, eps, adv_key, suite, models, images, labels, store, config, device, result):
-    """The saved set for ``adv_key`` if one exists, else crafted now (in batches) and saved."""
-    if attack_name == CLEAN:
-        return images, 0.0
-    record = store.adv_set(adv_key)
-    if record and Path(record["path"]).is_file():
-        return load_file(record["path"])["x_adv"], record["craft_time_s"]
-    entry = next(a for a in suite.attacks if a.name == attack_name)
-    attack = create_attack(entry.attack, [models[m] for m in entry.surrogates], eps=eps, norm=suite.norm,
-                           seed=suite.seed, **entry.params)
-    started = time.perf_counter()
-    batches = range(0, len(images), suite.batch_size)
-    parts = [attack(images[i:i + suite.batch_size].to(device), labels[i:i + suite.batch_size].to(device)).cpu()
-             for i in tqdm(batches, desc=f"crafting {attack_name} eps={_eps_text(eps)}", unit="batch",
-                           leave=False, disable=not config.progress)]
-    x_adv = torch.cat(parts).contiguous()
-    craft_time = time.perf_counter() - started
-    path = config.out_dir / "adv" / f"{adv_key}.safetensors"
-    atomic.write_with(path, lambda tmp: save_file({"x_adv": x_adv}, str(tmp),
-                                                  metadata={"attack": attack_name, "eps": repr(eps)}))
-    store.put_adv_set({"adv_key": adv_key, "suite": suite.name, "attack": attack_name, "eps": eps,
-                       "n": len(images), "path": str(path), "craft_time_s": craft_time, "created_at": _now()})
-    result.crafted.append((attack_name, eps))
-    tqdm.write(f"crafted {attack_name} eps={_eps_text(eps)} on {len(entry.surrogates)} surrogates: "
-               f"{len(images)} images in {craft_time:.1f} s")
-    return x_adv, craft_time
+class _AdversarialSets:
+    """Each (attack, eps) set: reloaded from ``folder`` if saved, else crafted in batches and saved."""
+
+    def __init__(self, suite: Suite, models: dict, images, labels, store: ResultStore, folder: Path, device,
+                 progress: bool):
+        self.suite, self.models, self.images, self.labels = suite, models, images, labels
+        self.store, self.folder, self.device, self.progress = store, folder, device, progress
+        self.crafted: list[tuple[str, float]] = []
+
+    def get(self, attack_name: str, eps: float, adv_key: str) -> tuple[torch.Tensor, float]:
+        """The adversarial images and the seconds their crafting took."""
+        if attack_name == CLEAN:
+            return self.images, 0.0
+        record = self.store.adv_set(adv_key)
+        if record and Path(record["path"]).is_file():
+            return load_file(record["path"])["x_adv"], record["craft_time_s"]
+        x_adv, craft_time = self._craft(next(a for a in self.suite.attacks if a.name == attack_name), eps)
+        path = self.folder / f"{adv_key}.safetensors"
+        atomic.write_with(path, lambda tmp: save_file({"x_adv": x_adv}, str(tmp),
+                                                      metadata={"attack": attack_name, "eps": repr(eps)}))
+        self.store.put_adv_set({"adv_key": adv_key, "suite": self.suite.name, "attack": attack_name, "eps": eps,
+                                "n": len(x_adv), "path": str(path), "craft_time_s": craft_time, "created_at": _now()})
+        self.crafted.append((attack_name, eps))
+        return x_adv, craft_time
+
+    def _craft(self, entry: AttackEntry, eps: float) -> tuple[torch.Tensor, float]:
+        attack = create_attack(entry.attack, [self.models[m] for m in entry.surrogates], eps=eps,
+                               norm=self.suite.norm, seed=self.suite.seed, **entry.params)
+        size = self.suite.batch_size
+        started = time.perf_counter()
+        parts = [attack(self.images[i:i + size].to(self.device), self.labels[i:i + size].to(self.device)).cpu()
+                 for i in tqdm(range(0, len(self.images), size), desc=f"crafting {entry.name} eps={_eps_text(eps)}",
+                               unit="batch", leave=False, disable=not self.progress)]
+        craft_time = time.perf_counter() - started
+        tqdm.write(f"crafted {entry.name} eps={_eps_text(eps)} on {len(entry.surrogates)} surrogates: "
+                   f"{len(self.images)} images in {craft_time:.1f} s")
+        return torch.cat(parts).contiguous(), craft_time
 
 
 class _Evaluator:
@@ -273,9 +295,8 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _setting(suite, data, images, models, provenance, cells, device, versions, config) -> dict:
+def _setting(suite, data, images, labels, models, provenance, cells, device, versions, config) -> dict:
     clean = cells[cells["attack"] == CLEAN].set_index("defense")["clean_acc"].to_dict()
-    labels = data.test(len(images))[1]
     surrogates = list(dict.fromkeys(m for a in suite.attacks for m in a.surrogates))
     surrogate_acc = {name: (predict(models[name], images, suite.batch_size, device) == labels).float().mean().item()
                      for name in surrogates}

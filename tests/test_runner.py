@@ -142,3 +142,13 @@ def test_a_model_the_zoo_cannot_reproduce_is_never_replaced(tmp_path, slice_path
     empty.mkdir()
     with pytest.raises(CheckpointError, match="resnet2b_at2.safetensors"):
         run_suite(_config(tmp_path, slice_path, empty, defenses=["resnet2b-at"]))
+
+
+def test_fresh_redoes_the_grid_and_keeps_other_files(tmp_path, slice_path, models_path):
+    config = _config(tmp_path, slice_path, models_path, attacks=["Ens"], eps=["8/255"], n_examples=4)
+    run_suite(config)
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    config.fresh = True
+    result = run_suite(config)
+    assert result.skipped == 0 and result.evaluated == 4 and result.crafted == [("Ens", 8 / 255)]
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
