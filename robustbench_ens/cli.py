@@ -17,7 +17,7 @@ EPILOG = """\
 examples:
   python run_all.py --suite cifar10 --data ../shared/data/cifar10_slice.npz --models ../shared/models
   python run_all.py --suite smoke --n-examples 32 --eps 4/255,8/255 --out /tmp/smoke
-  python run_all.py --suite my_suite.toml --attacks Ens --defenses dverge_s0 --fresh
+  python run_all.py --suite cifar10 --attacks Ens --defenses DVERGE-s0-3xRN20,RN4B-AT2 --fresh
 
 environment variables: RBE_DATA (data path), RBE_MODELS (pretrained models folder),
 RBE_CACHE (where trained models are cached; default ~/.cache/robustbench_ens/models).
@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "~/.cache/robustbench_ens/data)")
     parser.add_argument("--models", metavar="PATH", default=None,
                         help="folder of pretrained checkpoints that the suite names (default: $RBE_MODELS); "
-                             "a named checkpoint that is absent is trained by the zoo and cached")
+                             "an absent one is trained by the zoo and cached, unless the suite marks it "
+                             "require_checkpoint (DVERGE, adversarially trained models), which stops the run")
     parser.add_argument("--cache", metavar="PATH", default=None,
                         help="cache of models trained by the zoo (default: $RBE_CACHE or "
                              "~/.cache/robustbench_ens/models)")

@@ -20,7 +20,7 @@ CSS = """
         --failed:#ffebe9; --failed-fg:#a40e26; --warn:#fff8c5; }
 * { box-sizing: border-box; }
 body { font: 15px/1.5 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: var(--fg);
-       max-width: 1200px; margin: 0 auto; padding: 24px 20px 64px; }
+       max-width: 1600px; margin: 0 auto; padding: 24px 20px 64px; }
 h1 { font-size: 1.8em; border-bottom: 1px solid var(--line); padding-bottom: .3em; }
 h2 { font-size: 1.4em; border-bottom: 1px solid var(--line); padding-bottom: .25em; margin-top: 2em; }
 h3 { font-size: 1.1em; margin-top: 1.5em; }
@@ -33,6 +33,7 @@ th, td { border: 1px solid var(--line); padding: 4px 9px; vertical-align: top; }
 th { background: var(--head); cursor: pointer; user-select: none; white-space: nowrap; text-align: left; }
 th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.num { white-space: nowrap; }
+table:not(.kv) td:nth-child(-n+2):not(.num) { white-space: nowrap; }  /* names never break at hyphens */
 tbody tr:nth-child(even) { background: #fbfcfd; }
 tbody tr:hover { background: #eef4fb; }
 th[aria-sort]::after { content: " \\2195"; color: #a0a7b0; }
