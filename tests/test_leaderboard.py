@@ -7,7 +7,6 @@ on ens-b failed.
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustbench_ens.leaderboard import build, files, write_leaderboard
+from robustbench_ens.leaderboard import build, write_leaderboard
 from robustbench_ens.leaderboard.format import canonical_eps, fmt_eps, fmt_pct
 
 E4, E8 = 4 / 255, 8 / 255

@@ -57,8 +57,7 @@ def test_smoke_grid_crafts_once_per_attack_and_eps(tmp_path, slice_path, models_
     # attacked cells: inside the budget, robust <= clean, and a defense's clean accuracy is the same everywhere
     assert (attacked["linf_max"] <= attacked["eps"] + 1e-6).all()
     assert (attacked["robust_acc"] <= attacked["clean_acc"]).all()
-    for defense, group in cells.groupby("defense"):
-        assert group["clean_acc"].nunique() == 1
+    assert cells.groupby("defense")["clean_acc"].nunique().eq(1).all()
     # a standard ensemble falls at 8/255 far below its clean accuracy
     baseline = attacked[(attacked["defense"] == "baseline-ens") & (attacked["eps"] == 8 / 255)]
     assert (baseline["robust_acc"] < clean.loc["baseline-ens", "clean_acc"] - 0.3).all()
