@@ -66,6 +66,10 @@ class Attack:
         return {key: value for key, value in vars(self).items()
                 if key not in ("models", "generator") and not key.startswith("_")}
 
+    def signed(self, loss: torch.Tensor) -> torch.Tensor:
+        """The objective to ascend: the loss, or its negative for a targeted attack."""
+        return -loss if self.targeted else loss
+
     def project(self, images: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         """Back into the eps-ball around ``images`` (in ``self.norm``) and into [0, 1]."""
         delta = x_adv - images

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .base import MomentumIterativeAttack, input_gradient
+from .fusion import check_fusion, fused_loss, normalised_weights
 from .registry import register_attack
-
-FUSIONS = ("logits", "probs", "loss")
 
 
 @register_attack
@@ -43,40 +41,13 @@ class Ens(MomentumIterativeAttack):
                  targeted: bool = False, random_start: bool = False, seed: int = 0):
         super().__init__(models, eps=eps, alpha=alpha, steps=steps, decay=decay, norm=norm,
                          targeted=targeted, random_start=random_start, seed=seed)
-        if fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
-        self.fusion = fusion
-        self.weights = _normalised_weights(weights, len(self.models))
+        self.fusion = check_fusion(fusion)
+        self.weights = normalised_weights(weights, len(self.models))
 
     def ensemble_loss(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The fused loss to ascend (descend when targeted)."""
-        logits = [model(x) for model in self.models]
-        if self.fusion == "logits":
-            loss = F.cross_entropy(_weighted_sum(logits, self.weights), labels)
-        elif self.fusion == "probs":
-            probs = _weighted_sum([out.softmax(dim=1) for out in logits], self.weights)
-            loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), labels)
-        else:
-            loss = _weighted_sum([F.cross_entropy(out, labels) for out in logits], self.weights)
-        return -loss if self.targeted else loss
+        """The fused loss to ascend (its negative when targeted)."""
+        return self.signed(fused_loss([model(x) for model in self.models], labels, self.fusion, self.weights))
 
     def gradient(self, x_adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return input_gradient(lambda x: self.ensemble_loss(x, labels), x_adv)
 
-
-def _normalised_weights(weights, n_models: int) -> list[float]:
-    if weights is None:
-        return [1.0 / n_models] * n_models
-    weights = [float(w) for w in weights]
-    if len(weights) != n_models:
-        raise ValueError(f"weights has {len(weights)} entries for {n_models} models")
-    if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError("weights must be >= 0 with a positive sum")
-    total = sum(weights)
-    return [w / total for w in weights]
-
-
-def _weighted_sum(tensors: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
-    if len(tensors) == 1:  # keeps a single surrogate bit-identical to plain MI-FGSM
-        return tensors[0]
-    return sum(w * t for w, t in zip(weights, tensors))
