@@ -3,9 +3,12 @@
 Every attack is called as ``x_adv = attack(images, labels)`` on images in [0, 1]; see
 :mod:`attacks.base` for the contract. This package imports nothing from the runner.
 """
+from .adaea import AdaEA
 from .base import Attack, MomentumIterativeAttack
+from .cwa import CWA
 from .ens import Ens
+from .svre import SVRE
 from .registry import UnknownAttackError, create_attack, get_attack, list_attacks, register_attack
 
-__all__ = ["Attack", "MomentumIterativeAttack", "Ens", "UnknownAttackError",
+__all__ = ["Attack", "MomentumIterativeAttack", "Ens", "CWA", "AdaEA", "SVRE", "UnknownAttackError",
            "create_attack", "get_attack", "list_attacks", "register_attack"]

@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 NORMS = ("Linf", "L2")
@@ -30,13 +31,14 @@ class Attack:
     ``self.generator`` for any randomness.
     """
 
+    norms: tuple[str, ...] = NORMS  # the threat models the attack's paper defines
+
     def __init__(self, models: nn.Module | Sequence[nn.Module], *, eps: float, norm: str = "Linf",
                  targeted: bool = False, seed: int = 0):
         self.models = _as_model_list(models)
-        if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-            raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        positive_number(eps, "eps")
+        if norm not in self.norms:
+            raise ValueError(f"{type(self).__name__} supports norm {' or '.join(self.norms)}, got {norm!r}")
         self.eps = float(eps)
         self.norm = norm
         self.targeted = bool(targeted)
@@ -66,6 +68,10 @@ class Attack:
         return {key: value for key, value in vars(self).items()
                 if key not in ("models", "generator") and not key.startswith("_")}
 
+    def model_gradient(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The ascent direction of one model's cross-entropy at ``x``."""
+        return input_gradient(lambda z: self.signed(F.cross_entropy(model(z), labels)), x)
+
     def signed(self, loss: torch.Tensor) -> torch.Tensor:
         """The objective to ascend: the loss, or its negative for a targeted attack."""
         return -loss if self.targeted else loss
@@ -76,7 +82,7 @@ class Attack:
         if self.norm == "Linf":
             delta = torch.clamp(delta, min=-self.eps, max=self.eps)
         else:
-            norms = _per_sample_norm(delta, p=2)
+            norms = per_sample_norm(delta, p=2)
             delta = delta * torch.clamp(self.eps / norms.clamp_min(1e-12), max=1.0)
         return torch.clamp(images + delta, min=0, max=1)
 
@@ -86,9 +92,11 @@ class MomentumIterativeAttack(Attack):
 
     For t = 0 .. steps-1::
 
-        g      = gradient(x_t, y)                      # hook: the ensemble's input gradient
+        g      = gradient(x, x_t, y)                   # hook: the ensemble's ascent direction at x_t
         m      = decay * m + g / mean(|g|)             # hook: accumulate_momentum
         x_t+1  = project(x_t + step(m))                # hook: step (sign for Linf, L2-normalised for L2)
+
+    (x: the clean images, around which every projection is taken.)
 
     A subclass overrides only what differs from this loop (usually :meth:`gradient`).
     ``alpha`` defaults to ``eps / steps`` (the MI-FGSM paper's choice).
@@ -100,21 +108,16 @@ class MomentumIterativeAttack(Attack):
         super().__init__(models, eps=eps, norm=norm, targeted=targeted, seed=seed)
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-        alpha = self.eps / steps if alpha is None else alpha
-        if not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
-            raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
-        if not isinstance(decay, (int, float)) or not math.isfinite(decay) or decay < 0:
-            raise ValueError(f"decay must be a finite number >= 0, got {decay!r}")
-        self.alpha = float(alpha)
+        self.alpha = positive_number(self.eps / steps if alpha is None else alpha, "alpha")
         self.steps = steps
-        self.decay = float(decay)
+        self.decay = positive_number(decay, "decay")
         self.random_start = bool(random_start)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         x_adv = self.init_adversarial(images)
         momentum = torch.zeros_like(images)
         for _ in range(self.steps):
-            grad = self.gradient(x_adv, labels)
+            grad = self.gradient(images, x_adv, labels)
             momentum = self.accumulate_momentum(momentum, grad)
             x_adv = self.project(images, x_adv + self.step(momentum)).detach()
         return x_adv
@@ -130,20 +133,22 @@ class MomentumIterativeAttack(Attack):
             direction = torch.randn(images.shape, generator=self.generator, device=images.device,
                                     dtype=images.dtype)
             radius = noise.flatten(1)[:, :1].view(-1, *([1] * (images.dim() - 1))) * self.eps
-            delta = direction / _per_sample_norm(direction, p=2) * radius
+            delta = direction / per_sample_norm(direction, p=2) * radius
         return self.project(images, images + delta)
 
-    def gradient(self, x_adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """d loss / d x at ``x_adv`` (ascent direction; the loss is negated when targeted)."""
+    def gradient(self, images: torch.Tensor, x_adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The ascent direction at ``x_adv`` (of the loss, or of its negative when targeted)."""
         raise NotImplementedError
 
     def accumulate_momentum(self, momentum: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        return momentum * self.decay + grad / _per_sample_mean_abs(grad)
+        return momentum * self.decay + l1_normalised(grad)
 
-    def step(self, momentum: torch.Tensor) -> torch.Tensor:
+    def step(self, momentum: torch.Tensor, size: float | None = None) -> torch.Tensor:
+        """A move of ``size`` (default ``alpha``) along ``momentum``: its sign (Linf) or direction (L2)."""
+        size = self.alpha if size is None else size
         if self.norm == "Linf":
-            return self.alpha * momentum.sign()
-        return self.alpha * momentum / _per_sample_norm(momentum, p=2).clamp_min(1e-12)
+            return size * momentum.sign()
+        return size * momentum / per_sample_norm(momentum, p=2).clamp_min(1e-12)
 
 
 def input_gradient(loss_fn, x: torch.Tensor) -> torch.Tensor:
@@ -152,13 +157,22 @@ def input_gradient(loss_fn, x: torch.Tensor) -> torch.Tensor:
     return torch.autograd.grad(loss_fn(x), x)[0]
 
 
-def _per_sample_mean_abs(t: torch.Tensor) -> torch.Tensor:
-    dims = tuple(range(1, t.dim()))
-    return torch.mean(torch.abs(t), dim=dims, keepdim=True).clamp_min(1e-12)
+def positive_number(value, name: str) -> float:
+    """``value`` as a float; a ValueError naming ``name`` unless it is a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
-def _per_sample_norm(t: torch.Tensor, p: float) -> torch.Tensor:
+def per_sample_norm(t: torch.Tensor, p: float) -> torch.Tensor:
+    """The p-norm of each sample, shaped to broadcast against ``t``."""
     return t.flatten(1).norm(p=p, dim=1).view(-1, *([1] * (t.dim() - 1)))
+
+
+def l1_normalised(t: torch.Tensor) -> torch.Tensor:
+    """Each sample divided by its mean absolute value (its L1 norm up to a constant)."""
+    dims = tuple(range(1, t.dim()))
+    return t / torch.mean(torch.abs(t), dim=dims, keepdim=True).clamp_min(1e-12)
 
 
 def _as_model_list(models) -> list[nn.Module]:

@@ -48,6 +48,6 @@ class Ens(MomentumIterativeAttack):
         """The fused loss to ascend (its negative when targeted)."""
         return self.signed(fused_loss([model(x) for model in self.models], labels, self.fusion, self.weights))
 
-    def gradient(self, x_adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def gradient(self, images: torch.Tensor, x_adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return input_gradient(lambda x: self.ensemble_loss(x, labels), x_adv)
 

@@ -3,14 +3,15 @@ import torch
 import torch.nn.functional as F
 import torchattacks
 
-from attacks import Ens, create_attack, list_attacks
+from attacks import CWA, SVRE, AdaEA, Ens, create_attack, list_attacks
 from attacks.registry import UnknownAttackError
 
-ATTACKS = {"Ens": lambda models, **kw: Ens(models, **kw)}
+ATTACKS = {"Ens": Ens, "CWA": CWA, "AdaEA": AdaEA, "SVRE": SVRE}
+CASES = [(name, norm, eps) for name in sorted(ATTACKS) for norm, eps in (("Linf", 8 / 255), ("L2", 0.5))
+         if norm in ATTACKS[name].norms]
 
 
-@pytest.mark.parametrize("name", sorted(ATTACKS))
-@pytest.mark.parametrize("norm,eps", [("Linf", 8 / 255), ("L2", 0.5)])
+@pytest.mark.parametrize("name,norm,eps", CASES)
 def test_invariants(name, norm, eps, tiny_models, batch):
     images, labels = batch
     tiny_models[1].train()  # a model in train mode must come back in train mode
@@ -148,8 +149,35 @@ def test_bad_inputs(problem, tiny_models, batch):
         Ens(tiny_models)(images, labels)
 
 
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+@pytest.mark.parametrize("kwargs", [{"eps": -0.1}, {"steps": 0}, {"alpha": -1.0}, {"decay": float("nan")}])
+def test_every_attack_checks_common_arguments(name, kwargs, tiny_models):
+    with pytest.raises(ValueError):
+        ATTACKS[name](tiny_models, **kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_checks_inputs(name, tiny_models, batch):
+    images, labels = batch
+    with pytest.raises(ValueError, match="batch sizes"):
+        ATTACKS[name](tiny_models)(images, labels[:-1])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        ATTACKS[name](tiny_models)(images + 1, labels)
+    with pytest.raises(ValueError, match="at least one"):
+        ATTACKS[name]([])
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_targeted_lowers_the_target_loss(name, tiny_models, batch):
+    images, _ = batch
+    targets = torch.full((len(images),), 3)
+    ensemble = lambda x: torch.stack([m(x) for m in tiny_models]).mean(0)  # noqa: E731
+    x_adv = ATTACKS[name](tiny_models, eps=16 / 255, steps=5, targeted=True)(images, targets)
+    assert F.cross_entropy(ensemble(x_adv), targets) < F.cross_entropy(ensemble(images), targets)
+
+
 def test_registry(tiny_models):
-    assert "ens" in list_attacks()
+    assert {"ens", "cwa", "adaea", "svre"} <= set(list_attacks())
     assert isinstance(create_attack("Ens", tiny_models, steps=2), Ens)
     with pytest.raises(UnknownAttackError, match="did you mean ens"):
         create_attack("enss", tiny_models)
