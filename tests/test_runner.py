@@ -151,3 +151,40 @@ def test_fresh_redoes_the_grid_and_keeps_other_files(tmp_path, slice_path, model
     result = run_suite(config)
     assert result.skipped == 0 and result.evaluated == 4 and result.crafted == [("Ens", 8 / 255)]
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_a_suite_can_name_every_registered_attack(tmp_path, slice_path, models_path):
+    from attacks import list_attacks
+
+    params = {"cwa": "steps = 1, inner_step_size = 50.0, outer_norm = \"sample\"",
+              "adaea": "steps = 1, agm_granularity = \"sample\", threshold = -0.3",
+              "svre": "steps = 1, inner_steps = 2", "ens": "steps = 1"}
+    assert set(params) == set(list_attacks())
+    attacks_toml = "\n".join(f'[[attacks]]\nname = "{name}"\nattack = "{name}"\nparams = {{ {p} }}\n'
+                             for name, p in params.items())
+    suite = tmp_path / "all.toml"
+    suite.write_text(f"""
+name = "all"
+surrogates = ["a", "b"]
+[data]
+n_examples = 4
+[threat]
+eps = ["8/255"]
+[run]
+device = "cpu"
+[models.a]
+arch = "resnet20_a"
+checkpoint = "resnet20_a_standard"
+[models.b]
+arch = "resnet32_a"
+checkpoint = "resnet32_a_standard"
+[[defenses]]
+name = "target"
+members = ["a"]
+{attacks_toml}""")
+    config = RunConfig(suite=load_suite(str(suite)), out_dir=tmp_path / "run", leaderboard_dir=tmp_path / "lb",
+                       data_path=str(slice_path), models_dir=models_path, cache_dir=tmp_path / "cache",
+                       progress=False)
+    result = run_suite(config)
+    assert result.failed == 0 and len(result.crafted) == 4
+    assert set(result.cells["attack"]) == {"clean", *params}
