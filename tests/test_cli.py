@@ -72,19 +72,19 @@ def test_cuda_without_a_gpu(tmp_path, monkeypatch, capsys, slice_path, models_pa
     assert "no CUDA GPU" in capsys.readouterr().err
 
 
-def test_unknown_attack_class_in_a_suite_file(tmp_path, monkeypatch, capsys, slice_path, models_path):
-    suite = (REPO / "robustbench_ens" / "suites" / "smoke.toml").read_text().replace('attack = "ens"\nparams = { steps = 5, decay = 1.0, fusion = "probs" }', 'attack = "ensx"\nparams = {}')
-    path = tmp_path / "s.toml"
-    path.write_text(suite)
-    monkeypatch.chdir(tmp_path)
-    assert main(["--suite", str(path), "--data", str(slice_path), "--models", str(models_path)]) == 2
-    assert "did you mean ens" in capsys.readouterr().err
+SMOKE = REPO / "robustbench_ens" / "suites" / "smoke.toml"
 
 
-def test_bad_attack_parameter_in_a_suite_file(tmp_path, monkeypatch, capsys, slice_path, models_path):
-    suite = (REPO / "robustbench_ens" / "suites" / "smoke.toml").read_text().replace("steps = 5, decay", "stepz = 5, decay")
+@pytest.mark.parametrize("old,new,expected", [
+    ('attack = "ens"\nparams = { steps = 5, decay = 1.0, fusion = "probs" }', 'attack = "ensx"\nparams = {}',
+     "did you mean ens"),
+    ("steps = 5, decay", "stepz = 5, decay", "stepz"),
+])
+def test_bad_attack_in_a_suite_file(old, new, expected, tmp_path, monkeypatch, capsys, slice_path, models_path):
+    text = SMOKE.read_text()
+    assert old in text
     path = tmp_path / "s.toml"
-    path.write_text(suite)
+    path.write_text(text.replace(old, new))
     monkeypatch.chdir(tmp_path)
     assert main(["--suite", str(path), "--data", str(slice_path), "--models", str(models_path)]) == 2
-    assert "stepz" in capsys.readouterr().err
+    assert expected in capsys.readouterr().err
