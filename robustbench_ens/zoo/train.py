@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-SCHEDULES = ("cosine", "onecycle")
+SCHEDULES = ("cosine", "onecycle", "constant")
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, recipe: TrainRecipe, total_steps: int):
+    if recipe.schedule == "constant":  # e.g. LGV's high constant learning rate
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     if recipe.schedule == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
@@ -109,8 +112,10 @@ def _scheduler(optimizer: torch.optim.Optimizer, recipe: TrainRecipe, total_step
 
 
 def train_model(model: nn.Module, data, recipe: TrainRecipe, seed: int = 0, device: str | torch.device = "cpu",
-                progress: bool = True) -> dict:
+                progress: bool = True, after_step: Callable[[int], None] | None = None) -> dict:
     """Train ``model`` in place on ``data.train()`` (first ``recipe.n_train`` points) and test it.
+
+    ``after_step(step)``, if given, is called after every optimiser step (``step`` counts from 0).
 
     Returns ``{"clean_acc", "train_time_s", "epochs", "n_train", "final_loss", "final_train_acc"}``
     where ``clean_acc`` is the accuracy on the whole test split; the model is left in eval mode.
@@ -157,6 +162,8 @@ def train_model(model: nn.Module, data, recipe: TrainRecipe, seed: int = 0, devi
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
+                if after_step is not None:
+                    after_step(epoch * steps_per_epoch + step)
                 loss_sum += loss.item() * len(index)
                 correct += (logits.argmax(1) == targets).sum().item()
                 seen += len(index)
