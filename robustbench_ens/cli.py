@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             models_dir=_optional_path(args.models or os.environ.get("RBE_MODELS")),
             cache_dir=Path(args.cache or os.environ.get("RBE_CACHE") or DEFAULT_CACHE),
             fresh=args.fresh, progress=args.progress,
-            command=" ".join(shlex.quote(a) for a in ["python", "run_all.py", *(sys.argv[1:] if argv is None else argv)]))
+            command=shlex.join(["python", "run_all.py", *(sys.argv[1:] if argv is None else argv)]))
         result = run_suite(config)
     except _user_errors() as error:
         print(f"error: {error}", file=sys.stderr)

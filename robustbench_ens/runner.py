@@ -131,7 +131,8 @@ def _resolve_models(suite: Suite, data, config: RunConfig, device):
                                              (config.models_dir / f"{entry.checkpoint}.safetensors").is_file()):
             raise CheckpointError(
                 f"model {name!r} needs the checkpoint {entry.checkpoint}.safetensors in --models "
-                f"(now {config.models_dir}); the zoo's standard recipe cannot reproduce it ({entry.source or entry.arch})")
+                f"(now {config.models_dir}); the zoo's standard recipe cannot reproduce it "
+                f"({entry.source or entry.arch})")
     models, provenance = {}, {}
     for name in names:
         entry = suite.models[name]
