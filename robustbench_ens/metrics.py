@@ -13,7 +13,7 @@ from torch import nn
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device | str) -> torch.Tensor:
     """Predicted classes of ``model`` (in eval mode) on ``images``, computed in batches on ``device``."""
     was_training = model.training
     model.eval()
@@ -23,6 +23,12 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int, device: tor
     finally:
         model.train(was_training)
     return torch.cat(preds)
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+             device: torch.device | str) -> float:
+    """Fraction of ``images`` that ``model`` classifies as ``labels``."""
+    return int((predict(model, images, batch_size, device) == labels).sum()) / len(labels)
 
 
 def accuracy_metrics(labels: torch.Tensor, clean_pred: torch.Tensor, adv_pred: torch.Tensor) -> dict:

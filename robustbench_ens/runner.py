@@ -27,7 +27,7 @@ from defenses import build_defense
 from . import atomic, environment
 from .data import load_cifar10
 from .leaderboard import write_leaderboard
-from .metrics import accuracy_metrics, perturbation_norms, predict
+from .metrics import accuracy, accuracy_metrics, perturbation_norms, predict
 from .store import ResultStore
 from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
 from .zoo import CheckpointError, ModelSpec, TrainRecipe, resolve_model
@@ -299,8 +299,7 @@ def _now() -> str:
 def _setting(suite, data, images, labels, models, provenance, cells, device, versions, config) -> dict:
     clean = cells[cells["attack"] == CLEAN].set_index("defense")["clean_acc"].to_dict()
     surrogates = list(dict.fromkeys(m for a in suite.attacks for m in a.surrogates))
-    surrogate_acc = {name: (predict(models[name], images, suite.batch_size, device) == labels).float().mean().item()
-                     for name in surrogates}
+    surrogate_acc = {name: accuracy(models[name], images, labels, suite.batch_size, device) for name in surrogates}
     compute_s = cells.drop_duplicates("adv_key")["craft_time_s"].sum() + cells["eval_time_s"].sum()
     return {
         "suite": suite.name, "description": suite.description, "date": _now(),

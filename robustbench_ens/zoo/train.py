@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..metrics import accuracy
+
 SCHEDULES = ("cosine", "onecycle", "constant")
 
 
@@ -89,15 +91,10 @@ def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generato
     return x
 
 
-@torch.no_grad()
 def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500,
                       device: str | torch.device = "cpu") -> float:
-    """Fraction of ``x`` that ``model`` (in its current mode) classifies as ``y``."""
-    correct = 0
-    for start in range(0, len(x), batch_size):
-        logits = model(x[start:start + batch_size].to(device))
-        correct += (logits.argmax(1).cpu() == y[start:start + batch_size]).sum().item()
-    return correct / len(x)
+    """Fraction of ``x`` that ``model`` (in eval mode) classifies as ``y``."""
+    return accuracy(model, x, y, batch_size, device)
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, recipe: TrainRecipe, total_steps: int):
