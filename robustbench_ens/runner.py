@@ -159,8 +159,7 @@ def _check_attacks(suite: Suite, models: dict) -> None:
     for entry in suite.attacks:
         if "eps" in entry.params or "norm" in entry.params:
             raise SuiteError(f"attack {entry.name!r}: set eps and norm under [threat], not in params")
-        get_attack(entry.attack)
-        try:
+        try:  # an unknown name raises UnknownAttackError (with the closest names) from create_attack
             create_attack(entry.attack, [models[m] for m in entry.surrogates], eps=suite.eps[0], norm=suite.norm,
                           seed=suite.seed, **entry.params)
         except (TypeError, ValueError) as error:
