@@ -103,8 +103,9 @@ def run_suite(config: RunConfig) -> RunResult:
             x_adv, craft_time, craft_error = None, 0.0, error
         else:
             craft_error = None
+        norms = perturbation_norms(images, x_adv) if craft_error is None else {}  # one per set, not per defense
         for cell in pending:
-            record = evaluator.evaluate(cell, x_adv, craft_error)
+            record = evaluator.evaluate(cell, x_adv, norms, craft_error)
             store.put_cell({**asdict(cell), **record, "suite": suite.name, "seed": suite.seed,
                             "n": len(images), "craft_time_s": craft_time, "versions": versions,
                             "finished_at": _now()})
@@ -259,7 +260,7 @@ class _Evaluator:
             self._clean_pred[defense] = predict(self.defenses[defense], self.images, self.batch_size, self.device)
         return self._clean_pred[defense]
 
-    def evaluate(self, cell: Cell, x_adv, craft_error) -> dict:
+    def evaluate(self, cell: Cell, x_adv, norms: dict, craft_error) -> dict:
         if craft_error is not None:
             return _failed(f"crafting failed: {type(craft_error).__name__}: {craft_error}")
         try:
@@ -270,7 +271,7 @@ class _Evaluator:
             eval_time = time.perf_counter() - started
         except Exception as error:  # a failed evaluation fails its cell; the grid goes on
             return _failed(f"evaluation failed: {type(error).__name__}: {error}")
-        return {**accuracy_metrics(self.labels, clean_pred, adv_pred), **perturbation_norms(self.images, x_adv),
+        return {**accuracy_metrics(self.labels, clean_pred, adv_pred), **norms,
                 "eval_time_s": eval_time, "status": "ok", "error": None}
 
 
