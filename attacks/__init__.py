@@ -7,8 +7,9 @@ from .adaea import AdaEA
 from .base import Attack, MomentumIterativeAttack
 from .cwa import CWA
 from .ens import Ens
+from .lgv import LGV
 from .svre import SVRE
 from .registry import UnknownAttackError, create_attack, get_attack, list_attacks, register_attack
 
-__all__ = ["Attack", "MomentumIterativeAttack", "Ens", "CWA", "AdaEA", "SVRE", "UnknownAttackError",
+__all__ = ["Attack", "MomentumIterativeAttack", "Ens", "CWA", "AdaEA", "SVRE", "LGV", "UnknownAttackError",
            "create_attack", "get_attack", "list_attacks", "register_attack"]

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fusion import fused_loss
+
 NORMS = ("Linf", "L2")
 
 
@@ -71,6 +73,13 @@ class Attack:
     def model_gradient(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The ascent direction of one model's cross-entropy at ``x``."""
         return input_gradient(lambda z: self.signed(F.cross_entropy(model(z), labels)), x)
+
+    def ensemble_gradient(self, models: Sequence[nn.Module], x: torch.Tensor, labels: torch.Tensor,
+                          fusion: str = "logits", weights=None) -> torch.Tensor:
+        """The ascent direction at ``x`` of ``models``' fused loss (weights as given; uniform if None)."""
+        weights = [1.0 / len(models)] * len(models) if weights is None else weights
+        return input_gradient(lambda z: self.signed(fused_loss([model(z) for model in models], labels, fusion,
+                                                               weights)), x)
 
     def signed(self, loss: torch.Tensor) -> torch.Tensor:
         """The objective to ascend: the loss, or its negative for a targeted attack."""

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import MomentumIterativeAttack, input_gradient, per_sample_norm, positive_number
-from .fusion import fused_loss
+from .base import MomentumIterativeAttack, per_sample_norm, positive_number
 from .registry import register_attack
 
 REVERSE_FUSIONS = ("mean", "sum")
@@ -102,8 +101,7 @@ class CWA(MomentumIterativeAttack):
         """The ensemble's ascent direction; the reverse step moves against it."""
         n = len(self.models)
         weights = [1.0] * n if self.reverse_fusion == "sum" else [1.0 / n] * n
-        return input_gradient(
-            lambda z: self.signed(fused_loss([model(z) for model in self.models], labels, "logits", weights)), x)
+        return self.ensemble_gradient(self.models, x, labels, "logits", weights)
 
     def accumulate_momentum(self, momentum: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         if self.outer_norm == "batch":

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import MomentumIterativeAttack, input_gradient
-from .fusion import check_fusion, fused_loss, normalised_weights
+from .base import MomentumIterativeAttack
+from .fusion import check_fusion, normalised_weights
 from .registry import register_attack
 
 
@@ -44,10 +44,6 @@ class Ens(MomentumIterativeAttack):
         self.fusion = check_fusion(fusion)
         self.weights = normalised_weights(weights, len(self.models))
 
-    def ensemble_loss(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The fused loss to ascend (its negative when targeted)."""
-        return self.signed(fused_loss([model(x) for model in self.models], labels, self.fusion, self.weights))
-
     def gradient(self, images: torch.Tensor, x_adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return input_gradient(lambda x: self.ensemble_loss(x, labels), x_adv)
+        return self.ensemble_gradient(self.models, x_adv, labels, self.fusion, self.weights)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import MomentumIterativeAttack, input_gradient, l1_normalised, positive_number
-from .fusion import check_fusion, fused_loss, normalised_weights
+from .base import MomentumIterativeAttack, l1_normalised, positive_number
+from .fusion import check_fusion
 from .registry import register_attack
 
 
@@ -61,9 +61,7 @@ class SVRE(MomentumIterativeAttack):
 
     def gradient(self, images: torch.Tensor, x_adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The final inner momentum G~ of one variance-reduced inner loop."""
-        weights = normalised_weights(None, len(self.models))
-        ensemble_grad = input_gradient(
-            lambda x: self.signed(fused_loss([m(x) for m in self.models], labels, self.fusion, weights)), x_adv)
+        ensemble_grad = self.ensemble_gradient(self.models, x_adv, labels, self.fusion)
         anchor_grads: dict[int, torch.Tensor] = {}  # grad L_k(x_t), computed once per drawn model
         x_inner, inner_momentum = x_adv, torch.zeros_like(x_adv)
         for _ in range(self.inner_steps):

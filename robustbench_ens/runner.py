@@ -30,7 +30,7 @@ from .leaderboard import write_leaderboard
 from .metrics import accuracy, accuracy_metrics, perturbation_norms, predict
 from .store import ResultStore
 from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
-from .zoo import CheckpointError, ModelSpec, TrainRecipe, resolve_model
+from .zoo import LGV_RECIPE, CheckpointError, ModelSpec, TrainRecipe, resolve_lgv, resolve_model
 
 DEFAULT_CACHE = Path.home() / ".cache" / "robustbench_ens" / "models"
 STORE_FILE = "results.sqlite"
@@ -81,7 +81,7 @@ def run_suite(config: RunConfig) -> RunResult:
 
     models, provenance = _resolve_models(suite, data, config, device)
     _check_attacks(suite, models)
-    defenses = {d.name: build_defense(d.kind, [models[m] for m in d.members], **d.params).to(device)
+    defenses = {d.name: build_defense(d.kind, _expand(models, d.members), **d.params).to(device)
                 for d in suite.defenses}
     identity = {name: _model_identity(name, provenance[name]) for name in models}
     cells = _grid(suite, data.sha256, identity)
@@ -135,18 +135,32 @@ def _resolve_models(suite: Suite, data, config: RunConfig, device):
                 f"(now {config.models_dir}); the zoo's standard recipe cannot reproduce it "
                 f"({entry.source or entry.arch})")
     models, provenance = {}, {}
-    for name in names:
+    for name in names:  # an LGV base comes before its collection (Suite.model_names)
         entry = suite.models[name]
+        base = entry.lgv_base
         try:
-            recipe = TrainRecipe.from_dict({**suite.train, **entry.train})
+            recipe = TrainRecipe.from_dict({**(LGV_RECIPE.to_dict() if base else suite.train), **entry.train})
         except ValueError as error:
             raise SuiteError(f"{suite.source}: bad training recipe for model {name!r}: {error}") from None
-        spec = ModelSpec(name=name, arch=entry.arch, checkpoint=entry.checkpoint, recipe=recipe, seed=entry.seed)
-        model, provenance[name] = resolve_model(spec, data, config.models_dir, config.cache_dir, device=device,
-                                                progress=config.progress)
+        if base:
+            members, provenance[name] = resolve_lgv(
+                name, models[base], provenance[base]["sha256"], data, config.cache_dir, recipe=recipe,
+                samples_per_epoch=entry.lgv_samples_per_epoch, seed=entry.seed, device=device,
+                progress=config.progress)
+            models[name] = [member.to(device).eval() for member in members]
+        else:
+            spec = ModelSpec(name=name, arch=entry.arch, checkpoint=entry.checkpoint, recipe=recipe, seed=entry.seed)
+            model, provenance[name] = resolve_model(spec, data, config.models_dir, config.cache_dir, device=device,
+                                                    progress=config.progress)
+            models[name] = model.to(device).eval()
         provenance[name] = {**provenance[name], "about": entry.source}
-        models[name] = model.to(device).eval()
     return models, provenance
+
+
+def _expand(models: dict, names) -> list:
+    """The modules behind ``names``; an LGV collection contributes all its members."""
+    return [member for name in names
+            for member in (models[name] if isinstance(models[name], list) else [models[name]])]
 
 
 def _discard_results(out_dir: Path) -> None:
@@ -161,7 +175,7 @@ def _check_attacks(suite: Suite, models: dict) -> None:
         if "eps" in entry.params or "norm" in entry.params:
             raise SuiteError(f"attack {entry.name!r}: set eps and norm under [threat], not in params")
         try:  # an unknown name raises UnknownAttackError (with the closest names) from create_attack
-            create_attack(entry.attack, [models[m] for m in entry.surrogates], eps=suite.eps[0], norm=suite.norm,
+            create_attack(entry.attack, _expand(models, entry.surrogates), eps=suite.eps[0], norm=suite.norm,
                           seed=suite.seed, **entry.params)
         except (TypeError, ValueError) as error:
             raise SuiteError(f"attack {entry.name!r} ({entry.attack}): {error}") from None
@@ -234,7 +248,7 @@ class _AdversarialSets:
         return x_adv, craft_time
 
     def _craft(self, entry: AttackEntry, eps: float) -> tuple[torch.Tensor, float]:
-        attack = create_attack(entry.attack, [self.models[m] for m in entry.surrogates], eps=eps,
+        attack = create_attack(entry.attack, _expand(self.models, entry.surrogates), eps=eps,
                                norm=self.suite.norm, seed=self.suite.seed, **entry.params)
         size = self.suite.batch_size
         started = time.perf_counter()
@@ -242,7 +256,7 @@ class _AdversarialSets:
                  for i in tqdm(range(0, len(self.images), size), desc=f"crafting {entry.name} eps={_eps_text(eps)}",
                                unit="batch", leave=False, disable=not self.progress)]
         craft_time = time.perf_counter() - started
-        tqdm.write(f"crafted {entry.name} eps={_eps_text(eps)} on {len(entry.surrogates)} surrogates: "
+        tqdm.write(f"crafted {entry.name} eps={_eps_text(eps)} on {len(attack.models)} surrogates: "
                    f"{len(self.images)} images in {craft_time:.1f} s")
         return torch.cat(parts).contiguous(), craft_time
 
@@ -299,7 +313,8 @@ def _now() -> str:
 def _setting(suite, data, images, labels, models, provenance, cells, device, versions, config) -> dict:
     clean = cells[cells["attack"] == CLEAN].set_index("defense")["clean_acc"].to_dict()
     surrogates = list(dict.fromkeys(m for a in suite.attacks for m in a.surrogates))
-    surrogate_acc = {name: accuracy(models[name], images, labels, suite.batch_size, device) for name in surrogates}
+    surrogate_acc = {name: _mean_accuracy(_expand(models, [name]), images, labels, suite.batch_size, device)
+                     for name in surrogates}  # an LGV collection: its members' mean
     compute_s = cells.drop_duplicates("adv_key")["craft_time_s"].sum() + cells["eval_time_s"].sum()
     return {
         "suite": suite.name, "description": suite.description, "date": _now(),
@@ -321,7 +336,16 @@ def _setting(suite, data, images, labels, models, provenance, cells, device, ver
     }
 
 
+def _mean_accuracy(members: list, images, labels, batch_size: int, device) -> float:
+    return sum(accuracy(m, images, labels, batch_size, device) for m in members) / len(members)
+
+
 def _origin_text(provenance: dict) -> str:
+    if provenance.get("kind") == "lgv":
+        return (f"LGV collection collected here ({provenance.get('origin')}): {provenance.get('n_models')} members, "
+                f"{provenance.get('samples_per_epoch')} per epoch along SGD from the base model (sha256 "
+                f"{str(provenance.get('base_sha256'))[:12]}), "
+                f"recipe {json.dumps(provenance.get('recipe'), sort_keys=True)}")
     if provenance.get("origin") == "models_dir":
         about = f", {provenance['about']}" if provenance.get("about") else ""
         return f"pretrained file {Path(str(provenance.get('source', ''))).name}{about}"

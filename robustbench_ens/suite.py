@@ -20,6 +20,10 @@ other suite by its path. Schema (every table is checked; unknown keys are errors
     require_checkpoint = false               # true: never train a stand-in (e.g. DVERGE, adversarial training)
     train = { epochs = 10 }                  # recipe overrides when it must be trained
 
+    [models.lgv_resnet20]                    # an LGV collection: many models under one name
+    lgv = { base = "resnet20", samples_per_epoch = 4 }   # base: another [models] entry
+    train = { epochs = 10, lr = 0.05 }       # overrides of LGV's recipe (constant lr)
+
     [[attacks]]
     name = "Ens"                             # the leaderboard's label
     attack = "ens"                           # registry name
@@ -54,6 +58,8 @@ class ModelEntry:
     seed: int = 0
     source: str = ""  # where a pretrained checkpoint comes from, shown on the leaderboard
     require_checkpoint: bool = False  # True where the zoo's standard recipe cannot reproduce the model
+    lgv_base: str | None = None  # set for an LGV collection: the trained model it starts from
+    lgv_samples_per_epoch: int = 4
 
 
 @dataclass(frozen=True)
@@ -90,9 +96,10 @@ class Suite:
     defenses: tuple[DefenseEntry, ...]
 
     def model_names(self) -> list[str]:
-        """Every model the suite's attacks and defenses use, in first-use order."""
+        """Every model the suite's attacks and defenses use, in first-use order; an LGV base before its collection."""
         names = [m for a in self.attacks for m in a.surrogates] + [m for d in self.defenses for m in d.members]
-        return list(dict.fromkeys(names))
+        with_bases = [n for name in names for n in (self.models[name].lgv_base, name) if n is not None]
+        return list(dict.fromkeys(with_bases))
 
 
 def shipped_suites() -> list[str]:
@@ -213,13 +220,23 @@ class _Table:
 
 def _model_entry(name: str, spec, source: str) -> ModelEntry:
     table = _Table(spec, f"{source} [models.{name}]")
-    entry = ModelEntry(name=name, arch=str(table.require("arch")), checkpoint=table.get("checkpoint"),
+    lgv = _Table(table.get("lgv"), f"{table.where} lgv") if "lgv" in table.raw else None
+    entry = ModelEntry(name=name, arch=str(table.get("arch", "")) if lgv else str(table.require("arch")),
+                       checkpoint=table.get("checkpoint"),
                        train=dict(table.get("train", {})), seed=_int(table.get("seed", 0), f"models.{name}.seed"),
                        source=str(table.get("source", "")),
-                       require_checkpoint=bool(table.get("require_checkpoint", False)))
+                       require_checkpoint=bool(table.get("require_checkpoint", False)),
+                       lgv_base=str(lgv.require("base")) if lgv else None,
+                       lgv_samples_per_epoch=_positive_int(lgv.get("samples_per_epoch", 4),
+                                                           f"models.{name}.lgv.samples_per_epoch") if lgv else 4)
     if entry.require_checkpoint and not entry.checkpoint:
         raise SuiteError(f"{table.where}: require_checkpoint needs a checkpoint name")
-    table.reject_unknown()
+    if lgv and (entry.checkpoint or entry.require_checkpoint or entry.arch):
+        raise SuiteError(f"{table.where}: an LGV collection takes its architecture from its base; "
+                         "drop arch, checkpoint and require_checkpoint")
+    for part in (table, lgv):
+        if part is not None:
+            part.reject_unknown()
     return entry
 
 
@@ -257,6 +274,11 @@ def _checked(suite: Suite) -> Suite:
     for attack in suite.attacks:
         if not attack.surrogates:
             raise SuiteError(f"{where}: attack {attack.name!r} has no surrogates (set surrogates = [...])")
+    for name, entry in suite.models.items():
+        base = suite.models.get(entry.lgv_base) if entry.lgv_base else None
+        if entry.lgv_base and (base is None or base.lgv_base):
+            raise SuiteError(f"{where}: LGV collection {name!r} needs base = a plain model under [models], "
+                             f"got {entry.lgv_base!r}")
     for owner, names in [(f"attack {a.name!r}", a.surrogates) for a in suite.attacks] + \
                         [(f"defense {d.name!r}", d.members) for d in suite.defenses]:
         missing = [n for n in names if n not in suite.models]

@@ -3,10 +3,10 @@ import torch
 import torch.nn.functional as F
 import torchattacks
 
-from attacks import CWA, SVRE, AdaEA, Ens, create_attack, list_attacks
+from attacks import CWA, LGV, SVRE, AdaEA, Ens, create_attack, list_attacks
 from attacks.registry import UnknownAttackError
 
-ATTACKS = {"Ens": Ens, "CWA": CWA, "AdaEA": AdaEA, "SVRE": SVRE}
+ATTACKS = {"Ens": Ens, "CWA": CWA, "AdaEA": AdaEA, "SVRE": SVRE, "LGV": LGV}
 CASES = [(name, norm, eps) for name in sorted(ATTACKS) for norm, eps in (("Linf", 8 / 255), ("L2", 0.5))
          if norm in ATTACKS[name].norms]
 

@@ -1,10 +1,12 @@
-"""CWA, AdaEA and SVRE: their update rules against hand computations, and each documented option."""
+"""CWA, AdaEA, SVRE and LGV: their update rules against hand computations, and each documented option."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks import CWA, SVRE, AdaEA, Ens
+import torchattacks
+
+from attacks import CWA, LGV, SVRE, AdaEA, Ens
 from attacks.transforms import input_diversity
 
 
@@ -164,7 +166,8 @@ def test_l2_is_refused(attack, tiny_models):
     (CWA, {"inner_step_size": -1}), (CWA, {"reverse_fusion": "max"}), (CWA, {"outer_norm": "image"}),
     (CWA, {"reverse_step_size": float("inf")}), (AdaEA, {"threshold": 2.0}), (AdaEA, {"beta": -1}),
     (AdaEA, {"agm_granularity": "pixel"}), (AdaEA, {"diversity_prob": 1.5}), (SVRE, {"inner_steps": 0}),
-    (SVRE, {"inner_alpha": -0.1}), (SVRE, {"fusion": "median"}),
+    (SVRE, {"inner_alpha": -0.1}), (SVRE, {"fusion": "median"}), (LGV, {"models_per_step": 0}),
+    (LGV, {"models_per_step": 4}), (LGV, {"fusion": "median"}),
 ])
 def test_bad_arguments(attack, kwargs, tiny_models):
     with pytest.raises(ValueError):
@@ -185,3 +188,60 @@ def test_adaea_with_input_diversity_is_seeded(tiny_models):
     make = lambda seed: AdaEA(tiny_models, diversity_prob=1.0, steps=3, seed=seed)  # noqa: E731
     assert torch.equal(make(0)(images, labels), make(0)(images, labels))
     assert not torch.equal(make(0)(images, labels), make(1)(images, labels))
+
+
+class Counting(nn.Module):
+    """Counts the forward passes of the wrapped model."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.model(x)
+
+
+def test_lgv_one_surrogate_is_torchattacks_bim(tiny_models):
+    images, labels = _batch()
+    ours = LGV(tiny_models[:1], eps=8 / 255, steps=7)(images, labels)
+    theirs = torchattacks.BIM(tiny_models[0], eps=8 / 255, alpha=0.8 / 255, steps=7)(images, labels)
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+@pytest.mark.parametrize("per_step,steps", [(1, 6), (2, 3), (3, 4)])
+def test_lgv_cycles_through_every_member_equally(per_step, steps, tiny_models):
+    """A shuffled cycle: over steps * per_step = a multiple of K draws, every member is used equally often."""
+    counting = [Counting(m) for m in tiny_models]
+    LGV(counting, steps=steps, models_per_step=per_step)(*_batch())
+    uses = [m.calls for m in counting]
+    assert sum(uses) == steps * per_step
+    assert len(set(uses)) == 1, uses
+
+
+def test_lgv_order_follows_the_seed(tiny_models):
+    images, labels = _batch()
+    a = LGV(tiny_models, steps=4, seed=1)(images, labels)
+    assert torch.equal(a, LGV(tiny_models, steps=4, seed=1)(images, labels))
+    assert not torch.equal(a, LGV(tiny_models, steps=4, seed=5)(images, labels)), "the member order follows the seed"
+
+
+def test_lgv_defaults(tiny_models):
+    attack = LGV(tiny_models, eps=4 / 255)
+    assert (attack.steps, attack.decay, attack.models_per_step) == (50, 0.0, 1)
+    assert attack.alpha == pytest.approx(0.4 / 255)
+
+
+def test_lgv_never_uses_a_member_twice_in_one_iteration(tiny_models):
+    """With 2 of 3 members per step, steps straddle cycle boundaries; no step may fuse a member with itself."""
+    members = []
+    attack = LGV(tiny_models, steps=15, models_per_step=2)
+    original = attack.next_members
+
+    def recording():
+        members.append(original())
+        return members[-1]
+
+    attack.next_members = recording
+    attack(*_batch())
+    assert len(members) == 15 and all(len(set(m)) == 2 for m in members)

@@ -158,7 +158,7 @@ def test_a_suite_can_name_every_registered_attack(tmp_path, slice_path, models_p
 
     params = {"cwa": "steps = 1, inner_step_size = 50.0, outer_norm = \"sample\"",
               "adaea": "steps = 1, agm_granularity = \"sample\", threshold = -0.3",
-              "svre": "steps = 1, inner_steps = 2", "ens": "steps = 1"}
+              "svre": "steps = 1, inner_steps = 2", "ens": "steps = 1", "lgv": "steps = 2"}
     assert set(params) == set(list_attacks())
     attacks_toml = "\n".join(f'[[attacks]]\nname = "{name}"\nattack = "{name}"\nparams = {{ {p} }}\n'
                              for name, p in params.items())
@@ -186,5 +186,53 @@ members = ["a"]
                        data_path=str(slice_path), models_dir=models_path, cache_dir=tmp_path / "cache",
                        progress=False)
     result = run_suite(config)
-    assert result.failed == 0 and len(result.crafted) == 4
+    assert result.failed == 0 and len(result.crafted) == len(params)
     assert set(result.cells["attack"]) == {"clean", *params}
+
+
+LGV_SUITE = """
+name = "lgv"
+surrogates = ["lgv_a"]
+[data]
+n_examples = 4
+[threat]
+eps = ["8/255"]
+[run]
+device = "cpu"
+[models.a]
+arch = "resnet20_a"
+checkpoint = "resnet20_a_standard"
+[models.lgv_a]
+lgv = { base = "a", samples_per_epoch = 2 }
+train = { epochs = 1, batch_size = 64, n_train = 128 }
+[models.b]
+arch = "resnet32_a"
+checkpoint = "resnet32_a_standard"
+[[attacks]]
+name = "LGV"
+attack = "lgv"
+params = { steps = 4 }
+[[defenses]]
+name = "target"
+members = ["b"]
+"""
+
+
+def test_an_lgv_collection_is_collected_once_and_attacked_as_an_ensemble(tmp_path, slice_path, models_path, capsys):
+    suite = tmp_path / "lgv.toml"
+    suite.write_text(LGV_SUITE)
+    config = RunConfig(suite=load_suite(str(suite)), out_dir=tmp_path / "run", leaderboard_dir=tmp_path / "lb",
+                       data_path=str(slice_path), models_dir=models_path, cache_dir=tmp_path / "cache",
+                       progress=False)
+    result = run_suite(config)
+    assert result.failed == 0 and result.crafted == [("LGV", 8 / 255)]
+    assert "on 2 surrogates" in capsys.readouterr().out  # 1 epoch x 2 samples, expanded from one suite name
+    (folder,) = (tmp_path / "cache").glob("lgv_a-*")
+    assert sorted(p.name for p in folder.iterdir()) == ["collection.json", "member_000.json",
+                                                         "member_000.safetensors", "member_001.json",
+                                                         "member_001.safetensors"]
+    assert "LGV collection collected here (trained): 2 members" in (tmp_path / "lb" / "README.md").read_text()
+
+    config.fresh = True  # the collection is reused from the cache, not collected again
+    run_suite(config)
+    assert "loaded 2 cached LGV members" in capsys.readouterr().out

@@ -4,7 +4,7 @@ Importing this package registers every architecture (the modules below register 
 """
 from . import mobilenet, resnet_cifar, vgg, vit, vnncomp  # noqa: F401  (registration side effects)
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .lgv import LGV_RECIPE, collect_lgv
+from .lgv import LGV_RECIPE, collect_lgv, resolve_lgv
 from .normalize import Normalized
 from .registry import UnknownModelError, create_model, list_models, register_model
 from .resolve import ModelSpec, resolve_model
@@ -13,5 +13,5 @@ from .train import TrainRecipe, train_model
 __all__ = [
     "register_model", "create_model", "list_models", "UnknownModelError", "Normalized",
     "save_checkpoint", "load_checkpoint", "CheckpointError", "TrainRecipe", "train_model",
-    "ModelSpec", "resolve_model", "collect_lgv", "LGV_RECIPE",
+    "ModelSpec", "resolve_model", "collect_lgv", "resolve_lgv", "LGV_RECIPE",
 ]
