@@ -27,6 +27,7 @@ from defenses import build_defense
 from . import atomic, environment
 from .data import load_cifar10
 from .leaderboard import write_leaderboard
+from .leaderboard.format import fmt_eps
 from .metrics import accuracy, accuracy_metrics, perturbation_norms, predict
 from .store import ResultStore
 from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
@@ -79,9 +80,9 @@ def run_suite(config: RunConfig) -> RunResult:
     store = ResultStore(config.out_dir / STORE_FILE)
     versions = environment.versions()
 
-    models, provenance = _resolve_models(suite, data, config, device)
+    models, provenance = resolve_models(suite, data, config, device)
     _check_attacks(suite, models)
-    defenses = {d.name: build_defense(d.kind, _expand(models, d.members), **d.params).to(device)
+    defenses = {d.name: build_defense(d.kind, expand_models(models, d.members), **d.params).to(device)
                 for d in suite.defenses}
     identity = {name: _model_identity(name, provenance[name]) for name in models}
     cells = _grid(suite, data.sha256, identity)
@@ -124,7 +125,8 @@ def run_suite(config: RunConfig) -> RunResult:
     return result
 
 
-def _resolve_models(suite: Suite, data, config: RunConfig, device):
+def resolve_models(suite: Suite, data, config: RunConfig, device) -> tuple[dict, dict]:
+    """Every model the suite uses, by name (an LGV collection as a list), and each one's provenance."""
     names = suite.model_names()
     for name in names:  # before any training: a model the zoo cannot reproduce is never replaced
         entry = suite.models[name]
@@ -157,7 +159,7 @@ def _resolve_models(suite: Suite, data, config: RunConfig, device):
     return models, provenance
 
 
-def _expand(models: dict, names) -> list:
+def expand_models(models: dict, names) -> list:
     """The modules behind ``names``; an LGV collection contributes all its members."""
     return [member for name in names
             for member in (models[name] if isinstance(models[name], list) else [models[name]])]
@@ -175,7 +177,7 @@ def _check_attacks(suite: Suite, models: dict) -> None:
         if "eps" in entry.params or "norm" in entry.params:
             raise SuiteError(f"attack {entry.name!r}: set eps and norm under [threat], not in params")
         try:  # an unknown name raises UnknownAttackError (with the closest names) from create_attack
-            create_attack(entry.attack, _expand(models, entry.surrogates), eps=suite.eps[0], norm=suite.norm,
+            create_attack(entry.attack, expand_models(models, entry.surrogates), eps=suite.eps[0], norm=suite.norm,
                           seed=suite.seed, **entry.params)
         except (TypeError, ValueError) as error:
             raise SuiteError(f"attack {entry.name!r} ({entry.attack}): {error}") from None
@@ -248,15 +250,15 @@ class _AdversarialSets:
         return x_adv, craft_time
 
     def _craft(self, entry: AttackEntry, eps: float) -> tuple[torch.Tensor, float]:
-        attack = create_attack(entry.attack, _expand(self.models, entry.surrogates), eps=eps,
+        attack = create_attack(entry.attack, expand_models(self.models, entry.surrogates), eps=eps,
                                norm=self.suite.norm, seed=self.suite.seed, **entry.params)
         size = self.suite.batch_size
         started = time.perf_counter()
         parts = [attack(self.images[i:i + size].to(self.device), self.labels[i:i + size].to(self.device)).cpu()
-                 for i in tqdm(range(0, len(self.images), size), desc=f"crafting {entry.name} eps={_eps_text(eps)}",
+                 for i in tqdm(range(0, len(self.images), size), desc=f"crafting {entry.name} eps={fmt_eps(eps)}",
                                unit="batch", leave=False, disable=not self.progress)]
         craft_time = time.perf_counter() - started
-        tqdm.write(f"crafted {entry.name} eps={_eps_text(eps)} on {len(attack.models)} surrogates: "
+        tqdm.write(f"crafted {entry.name} eps={fmt_eps(eps)} on {len(attack.models)} surrogates: "
                    f"{len(self.images)} images in {craft_time:.1f} s")
         return torch.cat(parts).contiguous(), craft_time
 
@@ -295,15 +297,11 @@ def _failed(message: str) -> dict:
 
 def _cell_line(cell: Cell, record: dict) -> str:
     where = f"{cell.attack} -> {cell.defense}" if cell.attack == CLEAN else \
-        f"{cell.attack} eps={_eps_text(cell.eps)} -> {cell.defense}"
+        f"{cell.attack} eps={fmt_eps(cell.eps)} -> {cell.defense}"
     if record["status"] != "ok":
         return f"{where}: FAILED ({record['error']})"
     return f"{where}: clean {100 * record['clean_acc']:.1f}%  robust {100 * record['robust_acc']:.1f}%"
 
-
-def _eps_text(eps: float) -> str:
-    k = eps * 255
-    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:.4g}"
 
 
 def _now() -> str:
@@ -313,7 +311,7 @@ def _now() -> str:
 def _setting(suite, data, images, labels, models, provenance, cells, device, versions, config) -> dict:
     clean = cells[cells["attack"] == CLEAN].set_index("defense")["clean_acc"].to_dict()
     surrogates = list(dict.fromkeys(m for a in suite.attacks for m in a.surrogates))
-    surrogate_acc = {name: _mean_accuracy(_expand(models, [name]), images, labels, suite.batch_size, device)
+    surrogate_acc = {name: _mean_accuracy(expand_models(models, [name]), images, labels, suite.batch_size, device)
                      for name in surrogates}  # an LGV collection: its members' mean
     compute_s = cells.drop_duplicates("adv_key")["craft_time_s"].sum() + cells["eval_time_s"].sum()
     return {
