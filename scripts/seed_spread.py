@@ -17,9 +17,11 @@ paired difference to the reference attack) into ``--out``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +35,7 @@ from robustbench_ens.data import load_cifar10
 from robustbench_ens.leaderboard.format import fmt_eps
 from robustbench_ens.metrics import accuracy_metrics, predict
 from robustbench_ens.runner import DEFAULT_CACHE, RunConfig, expand_models, resolve_models
-from robustbench_ens.suite import apply_overrides, load_suite, parse_eps
+from robustbench_ens.suite import AttackEntry, apply_overrides, load_suite, parse_eps
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--models", type=Path, help="folder of pretrained checkpoints (default: $RBE_MODELS)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="cache of models trained here")
     parser.add_argument("--attacks", nargs="+", help="attack names of the suite (default: all)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=ATTACK:KEY=VALUE[,KEY=VALUE]",
+                        help="also run a variant of one of the suite's attacks with changed parameters, e.g. "
+                             "CWA-beta50=CWA:inner_step_size=50 (values are TOML; repeatable)")
     parser.add_argument("--reference", default="Ens", help="attack the others are compared with (default Ens)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default 0 1 2)")
     parser.add_argument("--n-examples", type=int, default=200, help="test points per seed (default 200)")
@@ -56,6 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     suite = apply_overrides(load_suite(args.suite), attacks=args.attacks, device=args.device)
+    suite = dataclasses.replace(suite, attacks=suite.attacks + tuple(variant(suite, text) for text in args.variant))
     eps_values = [parse_eps(e) for e in args.eps]
     device = environment.select_device(suite.device)
     data = load_cifar10(args.data)
@@ -95,6 +101,20 @@ def main(argv=None) -> int:
     atomic.write_text(args.out / "README.md", summary(cells, args, suite, device, command))
     print((args.out / "README.md").read_text())
     return 0
+
+
+def variant(suite, text: str) -> AttackEntry:
+    """``NAME=ATTACK:KEY=VALUE,...`` -> a copy of the suite's attack ``ATTACK`` named NAME with those params."""
+    try:
+        name, rest = text.split("=", 1)
+        base_name, assignments = rest.split(":", 1)
+        changes = tomllib.loads("\n".join(assignments.split(",")))
+    except (ValueError, tomllib.TOMLDecodeError) as error:
+        raise SystemExit(f"--variant {text!r}: write it as NAME=ATTACK:KEY=VALUE[,KEY=VALUE] ({error})") from None
+    base = next((a for a in suite.attacks if a.name == base_name), None)
+    if base is None:
+        raise SystemExit(f"--variant {text!r}: the suite has no attack {base_name!r}")
+    return dataclasses.replace(base, name=name, params={**base.params, **changes})
 
 
 def summary(cells: pd.DataFrame, args, suite, device, command: str) -> str:
