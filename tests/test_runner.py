@@ -153,6 +153,37 @@ def test_fresh_redoes_the_grid_and_keeps_other_files(tmp_path, slice_path, model
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
 
 
+TWO_MODEL_SUITE = """
+name = "{name}"
+surrogates = {surrogates}
+[data]
+n_examples = 4
+[threat]
+eps = ["8/255"]
+[run]
+device = "cpu"
+[models.a]
+arch = "resnet20_a"
+checkpoint = "resnet20_a_standard"
+[models.b]
+arch = "resnet32_a"
+checkpoint = "resnet32_a_standard"
+[[defenses]]
+name = "target"
+members = ["{target}"]
+{extra}"""
+
+
+def _run_two_model_suite(tmp_path, slice_path, models_path, **fields):
+    """A suite on the pretrained ResNet-20 (a) and ResNet-32 (b), 4 points, 8/255; returns (config, result)."""
+    suite = tmp_path / "suite.toml"
+    suite.write_text(TWO_MODEL_SUITE.format(**fields))
+    config = RunConfig(suite=load_suite(str(suite)), out_dir=tmp_path / "run", leaderboard_dir=tmp_path / "lb",
+                       data_path=str(slice_path), models_dir=models_path, cache_dir=tmp_path / "cache",
+                       progress=False)
+    return config, run_suite(config)
+
+
 def test_a_suite_can_name_every_registered_attack(tmp_path, slice_path, models_path):
     from attacks import list_attacks
 
@@ -162,69 +193,26 @@ def test_a_suite_can_name_every_registered_attack(tmp_path, slice_path, models_p
     assert set(params) == set(list_attacks())
     attacks_toml = "\n".join(f'[[attacks]]\nname = "{name}"\nattack = "{name}"\nparams = {{ {p} }}\n'
                              for name, p in params.items())
-    suite = tmp_path / "all.toml"
-    suite.write_text(f"""
-name = "all"
-surrogates = ["a", "b"]
-[data]
-n_examples = 4
-[threat]
-eps = ["8/255"]
-[run]
-device = "cpu"
-[models.a]
-arch = "resnet20_a"
-checkpoint = "resnet20_a_standard"
-[models.b]
-arch = "resnet32_a"
-checkpoint = "resnet32_a_standard"
-[[defenses]]
-name = "target"
-members = ["a"]
-{attacks_toml}""")
-    config = RunConfig(suite=load_suite(str(suite)), out_dir=tmp_path / "run", leaderboard_dir=tmp_path / "lb",
-                       data_path=str(slice_path), models_dir=models_path, cache_dir=tmp_path / "cache",
-                       progress=False)
-    result = run_suite(config)
+    _, result = _run_two_model_suite(tmp_path, slice_path, models_path, name="all", surrogates='["a", "b"]',
+                                     target="a", extra=attacks_toml)
     assert result.failed == 0 and len(result.crafted) == len(params)
     assert set(result.cells["attack"]) == {"clean", *params}
 
 
-LGV_SUITE = """
-name = "lgv"
-surrogates = ["lgv_a"]
-[data]
-n_examples = 4
-[threat]
-eps = ["8/255"]
-[run]
-device = "cpu"
-[models.a]
-arch = "resnet20_a"
-checkpoint = "resnet20_a_standard"
+LGV_ENTRIES = """
 [models.lgv_a]
 lgv = { base = "a", samples_per_epoch = 2 }
 train = { epochs = 1, batch_size = 64, n_train = 128 }
-[models.b]
-arch = "resnet32_a"
-checkpoint = "resnet32_a_standard"
 [[attacks]]
 name = "LGV"
 attack = "lgv"
 params = { steps = 4 }
-[[defenses]]
-name = "target"
-members = ["b"]
 """
 
 
 def test_an_lgv_collection_is_collected_once_and_attacked_as_an_ensemble(tmp_path, slice_path, models_path, capsys):
-    suite = tmp_path / "lgv.toml"
-    suite.write_text(LGV_SUITE)
-    config = RunConfig(suite=load_suite(str(suite)), out_dir=tmp_path / "run", leaderboard_dir=tmp_path / "lb",
-                       data_path=str(slice_path), models_dir=models_path, cache_dir=tmp_path / "cache",
-                       progress=False)
-    result = run_suite(config)
+    config, result = _run_two_model_suite(tmp_path, slice_path, models_path, name="lgv", surrogates='["lgv_a"]',
+                                          target="b", extra=LGV_ENTRIES)
     assert result.failed == 0 and result.crafted == [("LGV", 8 / 255)]
     assert "on 2 surrogates" in capsys.readouterr().out  # 1 epoch x 2 samples, expanded from one suite name
     (folder,) = (tmp_path / "cache").glob("lgv_a-*")
