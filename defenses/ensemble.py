@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .crossmax import crossmax
 from .registry import register_defense
 
-AGGREGATIONS = ("mean_prob", "mean_logits")
+AGGREGATIONS = ("mean_prob", "mean_logits", "crossmax")
 
 
 class Ensemble(nn.Module):
@@ -14,17 +15,24 @@ class Ensemble(nn.Module):
 
     Aggregations (output: logits-like scores whose argmax is the prediction):
     - ``"mean_prob"`` (default; the DVERGE paper's output): log(1/K sum_k softmax(f_k(x)));
-    - ``"mean_logits"``: 1/K sum_k f_k(x).
+    - ``"mean_logits"``: 1/K sum_k f_k(x);
+    - ``"crossmax"``: :func:`defenses.crossmax.crossmax` of the members' logits, with
+      ``crossmax_k`` (None: the median over members; an integer: the k-th highest).
     """
 
-    def __init__(self, members: list[nn.Module], aggregation: str = "mean_prob"):
+    def __init__(self, members: list[nn.Module], aggregation: str = "mean_prob", crossmax_k: int | None = None):
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+        if crossmax_k is not None and aggregation != "crossmax":
+            raise ValueError("crossmax_k applies only to aggregation='crossmax'")
+        if crossmax_k is not None and not (isinstance(crossmax_k, int) and 1 <= crossmax_k <= len(members)):
+            raise ValueError(f"crossmax_k must be an integer in [1, {len(members)}], got {crossmax_k!r}")
         self.members = nn.ModuleList(members)
         self.aggregation = aggregation
+        self.crossmax_k = crossmax_k
 
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Every member's logits, stacked as [batch, members, classes]."""
@@ -34,13 +42,15 @@ class Ensemble(nn.Module):
         logits = self.member_logits(x)
         if self.aggregation == "mean_logits":
             return logits.mean(dim=1)
+        if self.aggregation == "crossmax":
+            return crossmax(logits, self.crossmax_k)
         return torch.logsumexp(torch.log_softmax(logits, dim=2), dim=1) - torch.log(
             torch.tensor(float(len(self.members)), device=x.device, dtype=logits.dtype))
 
 
 @register_defense("ensemble")
-def build_ensemble(members: list[nn.Module], aggregation: str = "mean_prob") -> Ensemble:
-    return Ensemble(members, aggregation=aggregation)
+def build_ensemble(members: list[nn.Module], aggregation: str = "mean_prob", crossmax_k: int | None = None) -> Ensemble:
+    return Ensemble(members, aggregation=aggregation, crossmax_k=crossmax_k)
 
 
 @register_defense("single")

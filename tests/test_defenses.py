@@ -1,0 +1,104 @@
+"""Defenses: plain ensembles, single models, and CrossMax on hand-made logit stacks."""
+import pytest
+import torch
+from torch import nn
+
+from defenses import Ensemble, UnknownDefenseError, build_defense
+from defenses.crossmax import crossmax
+
+
+class Fixed(nn.Module):
+    """Returns the same logits for every image."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.register_buffer("logits", torch.tensor(logits, dtype=torch.float32))
+
+    def forward(self, x):
+        return self.logits.expand(len(x), -1)
+
+
+def test_crossmax_by_hand():
+    # two images, three predictors, three classes
+    z = torch.tensor([[[2.0, 0.0, 1.0], [5.0, 4.0, 0.0], [0.0, 3.0, 3.0]],
+                      [[1.0, 1.0, 1.0], [0.0, 2.0, 1.0], [4.0, 0.0, 0.0]]])
+    # step 1 (minus each predictor's max): [[0,-2,-1],[0,-1,-5],[-3,0,0]] and [[0,0,0],[-2,0,-1],[0,-4,-4]]
+    # step 2 (minus each class's max over predictors): class maxima [0,0,0] and [0,0,0] -> unchanged
+    # median over predictors: [0,-1,-1] and [0,0,-1]; 2nd highest: [0,-1,-1] and [0,0,-1]; 3rd: [-3,-2,-5], [-2,-4,-4]
+    assert torch.equal(crossmax(z), torch.tensor([[0.0, -1.0, -1.0], [0.0, 0.0, -1.0]]))
+    assert torch.equal(crossmax(z, k=2), torch.tensor([[0.0, -1.0, -1.0], [0.0, 0.0, -1.0]]))
+    assert torch.equal(crossmax(z, k=3), torch.tensor([[-3.0, -2.0, -5.0], [-2.0, -4.0, -4.0]]))
+    assert torch.equal(crossmax(z, k=1), torch.zeros(2, 3))  # every class reaches its own max somewhere
+
+
+def test_crossmax_second_step_by_hand():
+    """One predictor with huge confidence in class 0 cannot carry the vote alone."""
+    z = torch.tensor([[[10.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])
+    # step 1: [[0,-10],[-1,0],[-1,0]]; step 2 (class maxima [0, 0]): unchanged; median: [-1, 0] -> class 1
+    assert torch.equal(crossmax(z), torch.tensor([[-1.0, 0.0]]))
+    assert crossmax(z).argmax(1).item() == 1 and z.mean(1).argmax(1).item() == 0  # mean logits would say class 0
+
+
+def test_crossmax_ties_and_one_predictor():
+    tied = torch.ones(1, 4, 3)
+    assert torch.equal(crossmax(tied), torch.zeros(1, 3)) and torch.equal(crossmax(tied, k=4), torch.zeros(1, 3))
+    one = torch.tensor([[[3.0, -1.0, 2.0]]])
+    assert torch.equal(crossmax(one), torch.zeros(1, 3)) and torch.equal(crossmax(one, k=1), torch.zeros(1, 3))
+
+
+@pytest.mark.parametrize("k", [None, 1, 2, 4])
+def test_crossmax_invariances(k):
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(5, 4, 10, generator=g)
+    out = crossmax(z, k)
+    assert out.shape == (5, 10)
+    assert torch.equal(crossmax(z[:, torch.tensor([2, 0, 3, 1])], k), out), "order of predictors"
+    shifted = z.clone()
+    shifted[:, 1] += 7.5
+    assert torch.allclose(crossmax(shifted, k), out, atol=1e-5), "a constant added to one predictor"
+
+
+@pytest.mark.parametrize("logits,k", [(torch.zeros(2, 3), None), (torch.zeros(1, 2, 3), 0),
+                                      (torch.zeros(1, 2, 3), 3), (torch.zeros(1, 2, 3), 1.5)])
+def test_crossmax_refuses_bad_input(logits, k):
+    with pytest.raises(ValueError):
+        crossmax(logits, k)
+
+
+def test_ensemble_aggregations():
+    members = [Fixed([2.0, 0.0, 1.0]), Fixed([5.0, 4.0, 0.0]), Fixed([0.0, 3.0, 3.0])]
+    x = torch.rand(2, 3, 8, 8)
+    stack = torch.stack([m(x) for m in members], dim=1)
+    mean_prob = Ensemble(members)(x)
+    assert torch.allclose(mean_prob.exp(), stack.softmax(2).mean(1), atol=1e-6)
+    assert torch.allclose(Ensemble(members, "mean_logits")(x), stack.mean(1))
+    assert torch.equal(Ensemble(members, "crossmax")(x), crossmax(stack))
+    assert torch.equal(Ensemble(members, "crossmax", crossmax_k=3)(x), crossmax(stack, 3))
+    assert torch.equal(Ensemble(members).member_logits(x), stack)
+
+
+@pytest.mark.parametrize("kwargs", [{"aggregation": "vote"}, {"aggregation": "mean_prob", "crossmax_k": 2},
+                                    {"aggregation": "crossmax", "crossmax_k": 5}])
+def test_ensemble_refuses_bad_parameters(kwargs):
+    with pytest.raises(ValueError):
+        Ensemble([Fixed([0.0, 1.0])] * 2, **kwargs)
+
+
+def test_registry():
+    members = [Fixed([0.0, 1.0]), Fixed([1.0, 0.0])]
+    assert isinstance(build_defense("ensemble", members, aggregation="crossmax"), Ensemble)
+    assert build_defense("single", members[:1]) is members[0]
+    with pytest.raises(ValueError, match="exactly one"):
+        build_defense("single", members)
+    with pytest.raises(UnknownDefenseError, match="did you mean ensemble"):
+        build_defense("ensembel", members)
+    with pytest.raises(ValueError, match="at least one"):
+        Ensemble([])
+
+
+def test_crossmax_where_the_class_step_matters():
+    z = torch.tensor([[[0.0, -5.0], [0.0, -3.0]]])
+    # step 1 leaves it; step 2 subtracts the class maxima [0, -3]: [[0, -2], [0, 0]]
+    assert torch.equal(crossmax(z, k=1), torch.tensor([[0.0, 0.0]]))
+    assert torch.equal(crossmax(z, k=2), torch.tensor([[0.0, -2.0]]))
+    assert torch.equal(crossmax(z), torch.tensor([[0.0, -2.0]]))  # the lower median of two
