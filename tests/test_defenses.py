@@ -1,10 +1,11 @@
-"""Defenses: plain ensembles, single models, and CrossMax on hand-made logit stacks."""
+"""Defenses: plain ensembles, single models, CrossMax on hand-made logit stacks, the multi-resolution stack."""
 import pytest
 import torch
 from torch import nn
 
 from defenses import Ensemble, UnknownDefenseError, build_defense
 from defenses.crossmax import crossmax
+from defenses.multires import MultiResolutionStack
 
 
 class Fixed(nn.Module):
@@ -102,3 +103,47 @@ def test_crossmax_where_the_class_step_matters():
     assert torch.equal(crossmax(z, k=1), torch.tensor([[0.0, 0.0]]))
     assert torch.equal(crossmax(z, k=2), torch.tensor([[0.0, -2.0]]))
     assert torch.equal(crossmax(z), torch.tensor([[0.0, -2.0]]))  # the lower median of two
+
+
+def test_multires_stack_shapes_range_and_seed():
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    stack = MultiResolutionStack(seed=1)
+    out = stack(x)
+    assert out.shape == (4, 12, 32, 32) and out.min() >= 0 and out.max() <= 1
+    assert not torch.equal(out, stack(x)), "fresh perturbations at every call"
+    stack.reseed(1)
+    assert torch.equal(out, stack(x)), "same seed, same views"
+    assert torch.equal(MultiResolutionStack(seed=1)(x), out)
+
+
+def test_multires_stack_without_perturbations():
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    plain = MultiResolutionStack(resolutions=(32, 8), noise=0.0, jitter=0, contrast=(1, 1), colour=(1, 1))
+    out = plain(x)
+    assert torch.allclose(out[:, :3], x, atol=1e-5), "full resolution, no perturbation: the image itself"
+    coarse = out[:, 3:]
+    blocks = coarse.unfold(2, 4, 4).unfold(3, 4, 4)  # a bicubic 8x8 view is smooth: far less detail than x
+    assert coarse.std() < x.std() and blocks.std(dim=(-1, -2)).mean() < 0.1
+
+
+def test_multires_roll_matches_torch_roll():
+    x = torch.arange(2 * 3 * 5 * 6, dtype=torch.float32).view(2, 3, 5, 6)
+    stack = MultiResolutionStack(jitter=2, seed=3)
+    rolled = stack._roll(x)
+    stack.reseed(3)
+    dy, dx = torch.randint(-2, 3, (2, 2), generator=stack.generator)
+    expected = torch.stack([torch.roll(x[i], (int(dy[i]), int(dx[i])), dims=(1, 2)) for i in range(2)])
+    assert torch.equal(rolled, expected)
+
+
+def test_multires_stack_passes_gradients():
+    x = torch.rand(2, 3, 32, 32).requires_grad_(True)
+    MultiResolutionStack()(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kwargs", [{"resolutions": ()}, {"resolutions": (32, 0)}, {"noise": -1.0},
+                                    {"jitter": 1.5}, {"contrast": (1.5, 0.7)}, {"colour": (-0.1, 1.0)}])
+def test_multires_stack_refuses_bad_parameters(kwargs):
+    with pytest.raises(ValueError):
+        MultiResolutionStack(**kwargs)
