@@ -1,6 +1,7 @@
 """Defenses: plain ensembles, single models, CrossMax on hand-made logit stacks, the multi-resolution stack."""
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from defenses import Ensemble, UnknownDefenseError, build_defense
@@ -147,3 +148,86 @@ def test_multires_stack_passes_gradients():
 def test_multires_stack_refuses_bad_parameters(kwargs):
     with pytest.raises(ValueError):
         MultiResolutionStack(**kwargs)
+
+
+def _resnet20(seed):
+    from robustbench_ens.zoo import create_model
+
+    return create_model("resnet20_b", seed=seed)
+
+
+def test_dverge_features_follow_the_official_numbering():
+    from defenses.dverge import feature_layers, features
+
+    model = _resnet20(0).eval()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert feature_layers(model) == 20
+    assert torch.allclose(features(model, x, 20), model(x), atol=1e-5), "the last layer is the logits"
+    assert features(model, x, 1).shape == (2, 16, 32, 32)  # the stem's BN, before its ReLU
+    assert features(model, x, 1).min() < 0
+    assert features(model, x, 8).shape == (2, 32, 16, 16)  # block 4 (first of stage 2): first BN
+    assert features(model, x, 19).shape == (2, 64, 8, 8)   # block 9: residual sum, before the ReLU
+    for bad in (0, 21, 2.0):
+        with pytest.raises(ValueError, match="layer"):
+            features(model, x, bad)
+    with pytest.raises(TypeError, match="CIFAR ResNet"):
+        features(nn.Linear(2, 2), x, 1)
+
+
+@pytest.mark.parametrize("layer", [3, 12, 20])
+def test_distillation_lowers_the_feature_distance_inside_its_ball(layer):
+    from defenses.dverge import distill, features
+
+    model = _resnet20(0).eval()
+    g = torch.Generator().manual_seed(1)
+    source, target = torch.rand(4, 3, 32, 32, generator=g), torch.rand(4, 3, 32, 32, generator=g)
+    distilled = distill(model, source, target, layer)
+    distance = lambda x: F.mse_loss(features(model, x, layer), features(model, target, layer)).item()  # noqa: E731
+    assert distance(distilled) < 0.9 * distance(source)
+    assert (distilled - source).abs().max() <= 0.07 + 1e-6
+    assert distilled.min() >= 0 and distilled.max() <= 1
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_one_dverge_step_lowers_its_loss():
+    from defenses.dverge import cross_training_loss, distill, dverge_step
+
+    members = [_resnet20(s) for s in range(3)]
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in members]
+    g = torch.Generator().manual_seed(2)
+    source, target = torch.rand(16, 3, 32, 32, generator=g), torch.rand(16, 3, 32, 32, generator=g)
+    labels = torch.randint(0, 10, (16,), generator=g)
+
+    def total_loss():
+        with torch.no_grad():
+            distilled = [distill(m, source, target, 5, steps=3) for m in members]
+        return sum(cross_training_loss(m, i, distilled, labels).item() for i, m in enumerate(members))
+
+    torch.manual_seed(0)
+    before = total_loss()
+    losses = dverge_step(members, optimizers, source, labels, target, 5, steps=3)
+    assert len(losses) == 3 and all(loss > 0 for loss in losses)
+    assert total_loss() < before
+    with pytest.raises(ValueError, match="two members"):
+        dverge_step(members[:1], optimizers[:1], source, labels, target, 5)
+
+
+def test_dverge_adv_variant_adds_the_pgd_term():
+    from defenses.dverge import dverge_step
+
+    g = torch.Generator().manual_seed(3)
+    source, target = torch.rand(8, 3, 32, 32, generator=g), torch.rand(8, 3, 32, 32, generator=g)
+    labels = torch.randint(0, 10, (8,), generator=g)
+
+    def run(**kwargs):  # lr 0: the members stay as built, so both runs see the same models
+        members = [_resnet20(s) for s in range(2)]
+        optimizers = [torch.optim.SGD(m.parameters(), lr=0.0) for m in members]
+        return members, dverge_step(members, optimizers, source, labels, target, 5, steps=2, **kwargs)
+
+    _, plain = run()
+    members, with_adv = run(adv=True, adv_coeff=0.5)
+    for member, p, a in zip(members, plain, with_adv):
+        pgd_term = a - 0.5 * p
+        with torch.no_grad():
+            clean = F.cross_entropy(member(source), labels).item()
+        assert pgd_term > clean, "the +adv term is the loss on PGD examples, above the clean loss"

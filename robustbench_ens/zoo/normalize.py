@@ -53,7 +53,11 @@ class Normalized(nn.Module):
         self.register_buffer("std", torch.tensor(self.normalize_std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) / self.std)
+        return self.net(self.normalize(x))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] -> the network's input."""
+        return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:
         return f"arch={self.arch!r}, mean={self.normalize_mean}, std={self.normalize_std}"

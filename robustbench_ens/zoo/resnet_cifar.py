@@ -61,10 +61,13 @@ class BasicBlock(nn.Module):
         self.downsample = make_shortcut(option, in_planes, planes, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        return F.relu(self.pre_activations(x)[1])
+
+    def pre_activations(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(first BN's output, the residual sum), both before their ReLU (DVERGE distils these)."""
+        first = self.bn1(self.conv1(x))
         identity = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + identity)
+        return first, self.bn2(self.conv2(F.relu(first))) + identity
 
 
 class CifarResNet(nn.Module):
