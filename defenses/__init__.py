@@ -1,5 +1,7 @@
 """Defenses: each is an ``nn.Module`` classifier (images in [0, 1] -> logits) plus how to build it."""
+from .dverge import DVERGE, DVERGERecipe, train_dverge
 from .ensemble import Ensemble
 from .registry import UnknownDefenseError, build_defense, list_defenses, register_defense
 
-__all__ = ["Ensemble", "UnknownDefenseError", "build_defense", "list_defenses", "register_defense"]
+__all__ = ["DVERGE", "DVERGERecipe", "train_dverge", "Ensemble",
+           "UnknownDefenseError", "build_defense", "list_defenses", "register_defense"]

@@ -1,24 +1,44 @@
-"""DVERGE's building blocks (Yang et al., "DVERGE: Diversifying Vulnerabilities for Enhanced
-Robust Generation of Ensembles", NeurIPS 2020): feature distillation and the cross-training step.
+"""DVERGE (Yang et al., "DVERGE: Diversifying Vulnerabilities for Enhanced Robust Generation of
+Ensembles", NeurIPS 2020): feature distillation, the cross-training step, the training loop
+(resumable per epoch) and the DVERGE ensemble classifier.
 
-Facts from the official code (zjysteven/DVERGE) that the defaults follow: features are
-taken before the ReLU; layers of a CIFAR ResNet-20 are numbered 1..20 (1: the stem's BN,
-then each block's first BN and its residual sum, 20: the logits), one layer drawn per
-epoch; distillation takes 10 sign steps of 0.007 with momentum 1 on L1-normalised
-gradients inside an Linf ball of 0.07, with no random start; member i's loss sums the
+Defaults follow the official code (zjysteven/DVERGE): features are taken before the ReLU;
+layers of a CIFAR ResNet-20 are numbered 1..20 (1: the stem's BN, then each block's first
+BN and its residual sum, 20: the logits), one layer drawn per epoch and shared by all
+members; distillation takes 10 sign steps of 0.007 with momentum 1 on L1-normalised
+gradients inside an Linf ball of 0.07, with no random start; the distillation target is
+drawn from an independently shuffled pass over the training set; member i's loss sums the
 cross-entropy on every other member's distilled images, labelled with the source image's
 label; "+adv" adds the cross-entropy on PGD examples (8/255, step 2/255, 10 steps, random
-start) against member i itself.
+start) against member i itself. Training: 200 epochs, batch 128, SGD lr 0.1, momentum 0.9,
+weight decay 1e-4, lr x0.1 at epochs 100 and 150, crop + flip augmentation, starting (as
+in the paper) from a trained baseline ensemble. The ensemble's output is the log of the
+members' mean softmax.
 """
+
 from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import torchattacks
+from safetensors.torch import load_file, save_file
 from torch import nn
+from tqdm.auto import tqdm
 
+from robustbench_ens import atomic
+from robustbench_ens.zoo.checkpoints import load_checkpoint, save_checkpoint
 from robustbench_ens.zoo.normalize import Normalized
 from robustbench_ens.zoo.resnet_cifar import CifarResNet
+from robustbench_ens.zoo.train import augment
+
+from .ensemble import Ensemble
+from .registry import register_defense
 
 
 def feature_layers(model: Normalized) -> int:
@@ -110,3 +130,155 @@ def _blocks(model: Normalized) -> list:
     if not isinstance(model, Normalized) or not isinstance(model.net, CifarResNet):
         raise TypeError("DVERGE distillation needs a zoo CIFAR ResNet (e.g. create_model('resnet20_b'))")
     return [block for stage in (model.net.layer1, model.net.layer2, model.net.layer3) for block in stage]
+
+
+STATE_FILE = "state.json"
+
+
+@dataclass(frozen=True)
+class DVERGERecipe:
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: tuple[int, ...] = (100, 150)
+    gamma: float = 0.1
+    eps: float = 0.07
+    step_size: float = 0.007
+    steps: int = 10
+    adv: bool = False
+    adv_coeff: float = 1.0
+    n_train: int | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not self.lr > 0 or not self.eps >= 0 or not self.step_size >= 0:
+            raise ValueError("lr must be > 0, eps and step_size >= 0")
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
+        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+
+    def lr_at(self, epoch: int) -> float:
+        """The step schedule: lr x gamma for every milestone reached (epochs count from 0)."""
+        return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)
+
+
+def train_dverge(members: list[Normalized], data, recipe: DVERGERecipe = DVERGERecipe(), *, seed: int = 0,
+                 device: str | torch.device = "cpu", checkpoint_dir: Path | None = None,
+                 progress: bool = True) -> dict:
+    """Train ``members`` in place with DVERGE; returns a summary (layers drawn, losses, time).
+
+    With ``checkpoint_dir``, the members and their optimisers' momentum are saved after every
+    epoch (safetensors, written atomically, ``state.json`` last); a later call with the same
+    recipe and seed resumes after the last saved epoch. Each epoch's randomness (layer, data
+    order, augmentation, PGD starts) comes from a generator seeded by (seed, epoch), so a
+    resumed run draws what an uninterrupted one would.
+    """
+    if len(members) < 2:
+        raise ValueError("DVERGE needs at least two members")
+    x_train, y_train = data.train()
+    if recipe.n_train is not None:
+        x_train, y_train = x_train[:recipe.n_train], y_train[:recipe.n_train]
+    n, depth = len(x_train), feature_layers(members[0])
+    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    for member in members:
+        member.to(device)
+    optimizers = [torch.optim.SGD(m.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                  weight_decay=recipe.weight_decay) for m in members]
+    history = {"layers": [], "losses": []}
+    start_epoch = _resume(checkpoint_dir, members, optimizers, recipe, seed, history, device)
+    started = time.perf_counter()
+    distill_kwargs = {"eps": recipe.eps, "step_size": recipe.step_size, "steps": recipe.steps}
+    bar = tqdm(total=(recipe.epochs - start_epoch) * steps_per_epoch, disable=not progress, desc="DVERGE",
+               unit="it", leave=False)
+    for epoch in range(start_epoch, recipe.epochs):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        layer = int(torch.randint(1, depth + 1, (), generator=generator))
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = recipe.lr_at(epoch)
+        sources, targets = torch.randperm(n, generator=generator), torch.randperm(n, generator=generator)
+        epoch_losses = torch.zeros(len(members))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 1_000_003 + epoch)  # torchattacks' PGD starts (+adv)
+            for step in range(steps_per_epoch):
+                batch = slice(step * recipe.batch_size, (step + 1) * recipe.batch_size)
+                source = augment(x_train[sources[batch]], 4, True, generator).to(device)
+                target = augment(x_train[targets[batch]], 4, True, generator).to(device)
+                losses = dverge_step(members, optimizers, source, y_train[sources[batch]].to(device), target, layer,
+                                     adv=recipe.adv, adv_coeff=recipe.adv_coeff, **distill_kwargs)
+                epoch_losses += torch.tensor(losses) / steps_per_epoch
+                bar.update(1)
+                bar.set_postfix(epoch=f"{epoch + 1}/{recipe.epochs}", layer=layer,
+                                loss=f"{sum(losses) / len(losses):.3f}", refresh=False)
+        history["layers"].append(layer)
+        history["losses"].append(epoch_losses.tolist())
+        if checkpoint_dir is not None:
+            _save(checkpoint_dir, members, optimizers, recipe, seed, epoch + 1, history)
+    bar.close()
+    for member in members:
+        member.eval()
+    return {**history, "epochs": recipe.epochs, "resumed_from_epoch": start_epoch,
+            "train_time_s": round(time.perf_counter() - started, 3)}
+
+
+def _save(folder: Path, members, optimizers, recipe, seed: int, epochs_done: int, history: dict) -> None:
+    folder = Path(folder)
+    for index, member in enumerate(members):
+        save_checkpoint(member, folder / f"member_{index}", {"dverge_epoch": epochs_done, "seed": seed})
+    buffers = {f"{i}.{k}": optimizer.state[p]["momentum_buffer"].detach().cpu().contiguous()
+               for i, optimizer in enumerate(optimizers)
+               for k, p in enumerate(optimizer.param_groups[0]["params"])
+               if optimizer.state.get(p, {}).get("momentum_buffer") is not None}
+    atomic.write_with(folder / "optimizers.safetensors", lambda tmp: save_file(buffers, str(tmp)))
+    state = {"epochs_done": epochs_done, "recipe": asdict(recipe), "seed": seed, "history": history}
+    atomic.write_text(folder / STATE_FILE, json.dumps(state, indent=2) + "\n")
+
+
+def _resume(folder, members, optimizers, recipe, seed: int, history: dict, device) -> int:
+    """Loads the saved epoch from ``folder`` if it matches ``recipe`` and ``seed``; returns the epoch to start."""
+    if folder is None or not (Path(folder) / STATE_FILE).is_file():
+        return 0
+    folder = Path(folder)
+    state = json.loads((folder / STATE_FILE).read_text())
+    if state["recipe"] != json.loads(json.dumps(asdict(recipe))) or state["seed"] != seed:
+        raise ValueError(f"{folder} holds a DVERGE run with another recipe or seed; use another checkpoint_dir")
+    for index, member in enumerate(members):
+        saved, _ = load_checkpoint(folder / f"member_{index}.safetensors", device=device)
+        member.net.load_state_dict(saved.net.state_dict())
+    buffers = load_file(str(folder / "optimizers.safetensors"))
+    for i, optimizer in enumerate(optimizers):
+        for k, p in enumerate(optimizer.param_groups[0]["params"]):
+            if f"{i}.{k}" in buffers:
+                optimizer.state[p]["momentum_buffer"] = buffers[f"{i}.{k}"].to(device)
+    history.update(state["history"])
+    return int(state["epochs_done"])
+
+
+class DVERGE(Ensemble):
+    """A DVERGE ensemble: members (zoo CIFAR ResNets) whose vulnerabilities :meth:`fit` diversifies.
+
+    Classifies with the log of the members' mean softmax (the paper's output); any
+    :class:`~defenses.Ensemble` aggregation can be chosen instead.
+    """
+
+    def __init__(self, members: list[Normalized], aggregation: str = "mean_prob", crossmax_k: int | None = None):
+        if len(members) < 2:
+            raise ValueError("DVERGE needs at least two members")
+        for member in members:
+            _blocks(member)  # a zoo CIFAR ResNet, or a TypeError that says so
+        super().__init__(members, aggregation=aggregation, crossmax_k=crossmax_k)
+
+    def fit(self, data, recipe: DVERGERecipe | None = None, **kwargs) -> dict:
+        """DVERGE training of the members in place (see :func:`train_dverge` for ``kwargs``)."""
+        return train_dverge(list(self.members), data, recipe or DVERGERecipe(), **kwargs)
+
+
+@register_defense("dverge")
+def build_dverge(members: list[Normalized], aggregation: str = "mean_prob", crossmax_k: int | None = None) -> DVERGE:
+    """A DVERGE ensemble of already trained members (e.g. the DVERGE paper's checkpoints)."""
+    return DVERGE(members, aggregation=aggregation, crossmax_k=crossmax_k)

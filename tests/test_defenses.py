@@ -231,3 +231,68 @@ def test_dverge_adv_variant_adds_the_pgd_term():
         with torch.no_grad():
             clean = F.cross_entropy(member(source), labels).item()
         assert pgd_term > clean, "the +adv term is the loss on PGD examples, above the clean loss"
+
+
+def _dverge_run(data, folder, recipe, interrupt_after=None, monkeypatch=None):
+    from defenses import dverge as dverge_training
+
+    members = [_resnet20(s) for s in range(2)]
+    if interrupt_after is not None:
+        original = dverge_training._save
+
+        def save_then_die(folder, *args):
+            original(folder, *args)
+            if args[-2] == interrupt_after:  # epochs_done
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(dverge_training, "_save", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            dverge_training.train_dverge(members, data, recipe, seed=4, checkpoint_dir=folder, progress=False)
+        monkeypatch.setattr(dverge_training, "_save", original)
+        members = [_resnet20(s) for s in range(2)]  # a fresh process: weights come from the checkpoint
+    summary = dverge_training.train_dverge(members, data, recipe, seed=4, checkpoint_dir=folder, progress=False)
+    return members, summary
+
+
+def test_dverge_training_resumes_exactly(tmp_path, slice_path, monkeypatch):
+    from defenses.dverge import DVERGERecipe
+    from robustbench_ens.data import load_cifar10
+
+    data = load_cifar10(slice_path)
+    recipe = DVERGERecipe(epochs=2, batch_size=16, n_train=32, steps=2, lr=0.05)
+    straight, summary = _dverge_run(data, tmp_path / "a", recipe)
+    assert len(summary["layers"]) == 2 and all(1 <= layer <= 20 for layer in summary["layers"])
+    assert summary["resumed_from_epoch"] == 0 and all(len(losses) == 2 for losses in summary["losses"])
+    fresh = _resnet20(0)
+    assert not torch.equal(straight[0].net.conv1.weight, fresh.net.conv1.weight), "training moved the weights"
+
+    resumed, summary = _dverge_run(data, tmp_path / "b", recipe, interrupt_after=1, monkeypatch=monkeypatch)
+    assert summary["resumed_from_epoch"] == 1 and len(summary["layers"]) == 2
+    for a, b in zip(straight, resumed):
+        for (name, p), q in zip(a.net.state_dict().items(), b.net.state_dict().values()):
+            assert torch.equal(p, q), name
+    with pytest.raises(ValueError, match="another recipe or seed"):
+        _dverge_run(data, tmp_path / "b", DVERGERecipe(epochs=3, batch_size=16, n_train=32, steps=2))
+
+
+def test_dverge_schedule():
+    from defenses.dverge import DVERGERecipe
+
+    recipe = DVERGERecipe()
+    assert [recipe.lr_at(e) for e in (0, 99, 100, 149, 150, 199)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    with pytest.raises(ValueError):
+        DVERGERecipe(steps=0)
+
+
+def test_dverge_ensemble_classifies_with_the_mean_softmax():
+    from defenses import DVERGE
+
+    members = [_resnet20(s).eval() for s in range(3)]
+    x = torch.rand(2, 3, 32, 32)
+    ensemble = build_defense("dverge", members)
+    assert isinstance(ensemble, DVERGE)
+    assert torch.allclose(ensemble(x), Ensemble(members)(x))
+    with pytest.raises(ValueError, match="two members"):
+        DVERGE(members[:1])
+    with pytest.raises(TypeError, match="CIFAR ResNet"):
+        DVERGE([nn.Linear(2, 2), nn.Linear(2, 2)])
