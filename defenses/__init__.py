@@ -2,6 +2,7 @@
 from .dverge import DVERGE, DVERGERecipe, train_dverge
 from .ensemble import Ensemble
 from .registry import UnknownDefenseError, build_defense, list_defenses, register_defense
+from .self_ensemble import SelfEnsemble
 
-__all__ = ["DVERGE", "DVERGERecipe", "train_dverge", "Ensemble",
+__all__ = ["DVERGE", "DVERGERecipe", "train_dverge", "Ensemble", "SelfEnsemble",
            "UnknownDefenseError", "build_defense", "list_defenses", "register_defense"]

@@ -64,7 +64,7 @@ def features(model: Normalized, x: torch.Tensor, layer: int) -> torch.Tensor:
         if layer == 3 + 2 * index:
             return residual
         out = F.relu(residual)
-    return getattr(net, net.head_name)(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+    return net.classify(out)
 
 
 def distill(model: Normalized, source: torch.Tensor, target: torch.Tensor, layer: int, *, eps: float = 0.07,
@@ -129,7 +129,7 @@ def _pgd(member: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch
 def _blocks(model: Normalized) -> list:
     if not isinstance(model, Normalized) or not isinstance(model.net, CifarResNet):
         raise TypeError("DVERGE distillation needs a zoo CIFAR ResNet (e.g. create_model('resnet20_b'))")
-    return [block for stage in (model.net.layer1, model.net.layer2, model.net.layer3) for block in stage]
+    return model.net.blocks()
 
 
 STATE_FILE = "state.json"

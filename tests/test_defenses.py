@@ -296,3 +296,35 @@ def test_dverge_ensemble_classifies_with_the_mean_softmax():
         DVERGE(members[:1])
     with pytest.raises(TypeError, match="CIFAR ResNet"):
         DVERGE([nn.Linear(2, 2), nn.Linear(2, 2)])
+
+
+def test_self_ensemble_predictors_and_crossmax():
+    from defenses.self_ensemble import SelfEnsemble
+
+    model = SelfEnsemble(depth=20).eval()
+    assert model.head_blocks == (2, 3, 4, 5, 6, 7, 8) and model.n_predictors == 8
+    x = torch.rand(3, 3, 32, 32)
+    model.stack.reseed(5)
+    stacked = model.predictor_logits(x)
+    assert stacked.shape == (3, 8, 10)
+    model.stack.reseed(5)
+    assert torch.equal(model(x), crossmax(stacked, 3)), "CrossMax (3rd highest) over the 8 predictors"
+    assert not torch.equal(model(x), model(x)), "a fresh random stack at every call: a randomised defense"
+    x.requires_grad_(True)
+    model(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_self_ensemble_options_and_registry():
+    from defenses.self_ensemble import SelfEnsemble
+
+    small = SelfEnsemble(depth=8, head_blocks=(0, 2), k=None,
+                         stack=MultiResolutionStack(resolutions=(32, 8)))
+    assert small.n_predictors == 3 and small.backbone.conv1.in_channels == 6
+    assert small.eval()(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert build_defense("self_ensemble", [small], k=2).k == 2
+    for kwargs in ({"head_blocks": (9,)}, {"head_blocks": ()}, {"k": 9}):
+        with pytest.raises(ValueError):
+            SelfEnsemble(depth=20, **kwargs)
+    with pytest.raises(ValueError, match="exactly one SelfEnsemble"):
+        build_defense("self_ensemble", [nn.Linear(2, 2)])

@@ -73,12 +73,12 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """ResNet-(6n+2) for 32x32 inputs; ``option`` picks the shortcut, ``head`` the name of the classifier."""
 
-    def __init__(self, depth: int, option: str, head: str, num_classes: int = 10):
+    def __init__(self, depth: int, option: str, head: str, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110, ...), got {depth}")
         blocks = (depth - 2) // 6
-        self.conv1 = nn.Conv2d(3, WIDTHS[0], 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, WIDTHS[0], 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(WIDTHS[0])
         in_planes = WIDTHS[0]
         for index, planes in enumerate(WIDTHS, start=1):
@@ -93,10 +93,17 @@ class CifarResNet(nn.Module):
         he_init(self, linear="kaiming")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.layer3(self.layer2(self.layer1(out)))
-        out = torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
-        return getattr(self, self.head_name)(out)
+        return self.classify(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn1(self.conv1(x)))
+
+    def blocks(self) -> list[BasicBlock]:
+        return [block for stage in (self.layer1, self.layer2, self.layer3) for block in stage]
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """The head on the last stage's feature map: global average pooling, then the linear layer."""
+        return getattr(self, self.head_name)(torch.flatten(F.adaptive_avg_pool2d(features, 1), 1))
 
 
 def _register(depth: int) -> None:
