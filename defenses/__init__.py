@@ -2,7 +2,7 @@
 from .dverge import DVERGE, DVERGERecipe, train_dverge
 from .ensemble import Ensemble
 from .registry import UnknownDefenseError, build_defense, list_defenses, register_defense
-from .self_ensemble import SelfEnsemble
+from .self_ensemble import SelfEnsemble, train_self_ensemble
 
-__all__ = ["DVERGE", "DVERGERecipe", "train_dverge", "Ensemble", "SelfEnsemble",
+__all__ = ["DVERGE", "DVERGERecipe", "train_dverge", "Ensemble", "SelfEnsemble", "train_self_ensemble",
            "UnknownDefenseError", "build_defense", "list_defenses", "register_defense"]

@@ -15,6 +15,7 @@ from torch import nn
 
 from robustbench_ens.zoo.normalize import CIFAR10_MEAN, CIFAR10_STD
 from robustbench_ens.zoo.resnet_cifar import WIDTHS, CifarResNet
+from robustbench_ens.zoo.train import TrainRecipe, train_model
 
 from .crossmax import crossmax
 from .multires import MultiResolutionStack
@@ -60,9 +61,13 @@ class SelfEnsemble(nn.Module):
     def n_predictors(self) -> int:
         return len(self.heads) + 1
 
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Images -> a fresh random stack, normalised -> the backbone's stem."""
+        return self.backbone.stem((self.stack(x) - self.mean) / self.std)
+
     def predictor_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Every predictor's logits [B, P, classes]: the heads in block order, then the backbone's classifier."""
-        out = self.backbone.stem((self.stack(x) - self.mean) / self.std)
+        out = self.stem(x)
         logits = []
         heads = dict(zip(self.head_blocks, self.heads))
         for index, block in enumerate(self.backbone.blocks()):
@@ -74,6 +79,57 @@ class SelfEnsemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return crossmax(self.predictor_logits(x), self.k)
+
+
+class _BackboneView(nn.Module):
+    """The backbone and its own classifier on the stack: phase 1 of training (parameters: the backbone's)."""
+
+    def __init__(self, model: SelfEnsemble):
+        super().__init__()
+        self.backbone = model.backbone
+        self._model = [model]  # not a submodule: its heads stay out of parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        backbone = self.backbone
+        return backbone.classify(backbone.layer3(backbone.layer2(backbone.layer1(self._model[0].stem(x)))))
+
+
+class _HeadView(nn.Module):
+    """One head on the frozen backbone (eval mode, no gradient): phase 2 (parameters: that head's)."""
+
+    def __init__(self, model: SelfEnsemble, index: int):
+        super().__init__()
+        self.head = model.heads[index]
+        self.block = model.head_blocks[index]
+        self._model = [model]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        model = self._model[0]
+        model.backbone.eval()
+        with torch.no_grad():
+            out = model.stem(x)
+            for block in model.backbone.blocks()[:self.block + 1]:
+                out = block(out)
+        return self.head(out)
+
+
+def train_self_ensemble(model: SelfEnsemble, data, backbone_recipe: TrainRecipe, head_recipe: TrainRecipe, *,
+                        seed: int = 0, device: str | torch.device = "cpu", progress: bool = True) -> dict:
+    """Train as the official notebook does: the backbone with its classifier, then each head alone.
+
+    Phase 1 trains the backbone (and its classifier) on the random multi-resolution stack;
+    phase 2 trains the heads one at a time, deepest first, on the frozen backbone. Unlike the
+    notebook, the frozen backbone stays in eval mode in phase 2, so its BatchNorm statistics
+    do not drift while the heads learn. Returns each phase's :func:`train_model` summary.
+    """
+    model.to(device)
+    backbone = train_model(_BackboneView(model), data, backbone_recipe, seed=seed, device=device, progress=progress)
+    heads = {}
+    for index in reversed(range(len(model.heads))):
+        heads[model.head_blocks[index]] = train_model(_HeadView(model, index), data, head_recipe, seed=seed + 1 + index,
+                                                      device=device, progress=progress)
+    model.eval()
+    return {"backbone": backbone, "heads": heads}
 
 
 def _head(features: int, num_classes: int) -> nn.Sequential:

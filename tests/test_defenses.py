@@ -328,3 +328,27 @@ def test_self_ensemble_options_and_registry():
             SelfEnsemble(depth=20, **kwargs)
     with pytest.raises(ValueError, match="exactly one SelfEnsemble"):
         build_defense("self_ensemble", [nn.Linear(2, 2)])
+
+
+def test_self_ensemble_training_phases(slice_path):
+    from defenses.self_ensemble import SelfEnsemble, _HeadView, train_self_ensemble
+    from robustbench_ens.data import load_cifar10
+    from robustbench_ens.zoo import TrainRecipe, train_model
+
+    data = load_cifar10(slice_path)
+    recipe = TrainRecipe(epochs=1, batch_size=16, n_train=32, lr=0.02)
+    model = SelfEnsemble(depth=8, head_blocks=(0, 1), stack=MultiResolutionStack(resolutions=(32, 8)))
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    summary = train_self_ensemble(model, data, recipe, recipe, progress=False)
+    assert set(summary) == {"backbone", "heads"} and sorted(summary["heads"]) == [0, 1]
+    assert 0 <= summary["backbone"]["clean_acc"] <= 1
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, initial[k])}
+    assert any(k.startswith("backbone.") for k in changed) and any(k.startswith("heads.0") for k in changed)
+    assert any(k.startswith("heads.1") for k in changed) and not model.training
+
+    # phase 2 leaves the backbone (weights and BatchNorm statistics) exactly as it was
+    backbone = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    head = model.heads[0][2].weight.clone()
+    train_model(_HeadView(model, 0), data, recipe, progress=False)
+    assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in backbone.items())
+    assert not torch.equal(head, model.heads[0][2].weight)
