@@ -137,6 +137,8 @@ STATE_FILE = "state.json"
 
 @dataclass(frozen=True)
 class DVERGERecipe:
+    """DVERGE training hyper-parameters (official defaults); ``n_train=None`` uses every training point."""
+
     epochs: int = 200
     batch_size: int = 128
     lr: float = 0.1
