@@ -258,7 +258,8 @@ class _AdversarialSets:
                  for i in tqdm(range(0, len(self.images), size), desc=f"crafting {entry.name} eps={fmt_eps(eps)}",
                                unit="batch", leave=False, disable=not self.progress)]
         craft_time = time.perf_counter() - started
-        tqdm.write(f"crafted {entry.name} eps={fmt_eps(eps)} on {len(attack.models)} surrogates: "
+        count = len(attack.models)
+        tqdm.write(f"crafted {entry.name} eps={fmt_eps(eps)} on {count} surrogate{'s' * (count != 1)}: "
                    f"{len(self.images)} images in {craft_time:.1f} s")
         return torch.cat(parts).contiguous(), craft_time
 
