@@ -82,8 +82,7 @@ def run_suite(config: RunConfig) -> RunResult:
 
     models, provenance = resolve_models(suite, data, config, device)
     _check_attacks(suite, models)
-    defenses = {d.name: build_defense(d.kind, expand_models(models, d.members), **d.params).to(device)
-                for d in suite.defenses}
+    defenses = build_defenses(suite, models, device)
     identity = {name: _model_identity(name, provenance[name]) for name in models}
     cells = _grid(suite, data.sha256, identity)
     finished = store.finished_ids()
@@ -163,6 +162,20 @@ def expand_models(models: dict, names) -> list:
     """The modules behind ``names``; an LGV collection contributes all its members."""
     return [member for name in names
             for member in (models[name] if isinstance(models[name], list) else [models[name]])]
+
+
+def build_defenses(suite: Suite, models: dict, device) -> dict:
+    """Every defense of the suite by name, built from its members and moved to ``device``."""
+    return {d.name: build_defense(d.kind, expand_models(models, d.members), **d.params).to(device)
+            for d in suite.defenses}
+
+
+def craft(attack, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device, *, desc: str = "",
+          progress: bool = False) -> torch.Tensor:
+    """``attack`` run batch by batch on ``device``; the adversarial images, on the CPU."""
+    return torch.cat([attack(images[i:i + batch_size].to(device), labels[i:i + batch_size].to(device)).cpu()
+                      for i in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False,
+                                    disable=not progress)]).contiguous()
 
 
 def _discard_results(out_dir: Path) -> None:
@@ -252,16 +265,14 @@ class _AdversarialSets:
     def _craft(self, entry: AttackEntry, eps: float) -> tuple[torch.Tensor, float]:
         attack = create_attack(entry.attack, expand_models(self.models, entry.surrogates), eps=eps,
                                norm=self.suite.norm, seed=self.suite.seed, **entry.params)
-        size = self.suite.batch_size
         started = time.perf_counter()
-        parts = [attack(self.images[i:i + size].to(self.device), self.labels[i:i + size].to(self.device)).cpu()
-                 for i in tqdm(range(0, len(self.images), size), desc=f"crafting {entry.name} eps={fmt_eps(eps)}",
-                               unit="batch", leave=False, disable=not self.progress)]
+        x_adv = craft(attack, self.images, self.labels, self.suite.batch_size, self.device,
+                      desc=f"crafting {entry.name} eps={fmt_eps(eps)}", progress=self.progress)
         craft_time = time.perf_counter() - started
         count = len(attack.models)
         tqdm.write(f"crafted {entry.name} eps={fmt_eps(eps)} on {count} surrogate{'s' * (count != 1)}: "
                    f"{len(self.images)} images in {craft_time:.1f} s")
-        return torch.cat(parts).contiguous(), craft_time
+        return x_adv, craft_time
 
 
 class _Evaluator:
@@ -302,7 +313,6 @@ def _cell_line(cell: Cell, record: dict) -> str:
     if record["status"] != "ok":
         return f"{where}: FAILED ({record['error']})"
     return f"{where}: clean {100 * record['clean_acc']:.1f}%  robust {100 * record['robust_acc']:.1f}%"
-
 
 
 def _now() -> str:

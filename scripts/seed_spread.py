@@ -29,12 +29,11 @@ import torch
 from tqdm.auto import tqdm
 
 from attacks import create_attack
-from defenses import build_defense
 from robustbench_ens import atomic, environment
 from robustbench_ens.data import load_cifar10
 from robustbench_ens.leaderboard.format import fmt_eps
 from robustbench_ens.metrics import accuracy_metrics, predict
-from robustbench_ens.runner import DEFAULT_CACHE, RunConfig, expand_models, resolve_models
+from robustbench_ens.runner import DEFAULT_CACHE, RunConfig, build_defenses, craft, expand_models, resolve_models
 from robustbench_ens.suite import AttackEntry, apply_overrides, load_suite, parse_eps
 
 
@@ -71,8 +70,7 @@ def main(argv=None) -> int:
     config = RunConfig(suite=suite, out_dir=args.out, leaderboard_dir=None, data_path=args.data,
                        models_dir=args.models, cache_dir=args.cache)
     models, _ = resolve_models(suite, data, config, device)
-    defenses = {d.name: build_defense(d.kind, expand_models(models, d.members), **d.params).to(device)
-                for d in suite.defenses}
+    defenses = build_defenses(suite, models, device)
 
     rows = []
     for seed in args.seeds:
@@ -84,9 +82,7 @@ def main(argv=None) -> int:
                 attack = create_attack(entry.attack, expand_models(models, entry.surrogates), eps=eps,
                                        norm=suite.norm, seed=seed, **entry.params)
                 started = time.perf_counter()
-                x_adv = torch.cat([attack(images[i:i + suite.batch_size].to(device),
-                                          labels[i:i + suite.batch_size].to(device)).cpu()
-                                   for i in range(0, len(images), suite.batch_size)])
+                x_adv = craft(attack, images, labels, suite.batch_size, device)
                 craft_s = time.perf_counter() - started
                 for name, defense in tqdm(defenses.items(), desc=f"seed {seed} {entry.name} eps={fmt_eps(eps)}",
                                           leave=False):
