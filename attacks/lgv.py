@@ -66,7 +66,8 @@ class LGV(MomentumIterativeAttack):
             if not self._queue:
                 self._queue = torch.randperm(len(self.models), generator=self.generator,
                                              device=self.generator.device).tolist()
-            pick = next((i for i in self._queue if i not in drawn), self._queue[0])
+            # A fresh cycle holds all K >= models_per_step > len(drawn) members, so one is always free.
+            pick = next(i for i in self._queue if i not in drawn)
             self._queue.remove(pick)
             drawn.append(pick)
         return drawn

@@ -110,6 +110,8 @@ def variant(suite, text: str) -> AttackEntry:
     base = next((a for a in suite.attacks if a.name == base_name), None)
     if base is None:
         raise SystemExit(f"--variant {text!r}: the suite has no attack {base_name!r}")
+    if any(a.name == name for a in suite.attacks):
+        raise SystemExit(f"--variant {text!r}: the suite already has an attack named {name!r}")
     return dataclasses.replace(base, name=name, params={**base.params, **changes})
 
 

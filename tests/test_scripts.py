@@ -30,7 +30,7 @@ def test_seed_spread_on_the_smoke_suite(tmp_path, slice_path, models_path):
     assert "| Ens-I |" in page and "vs Ens: mean ± sd" in page
 
 
-@pytest.mark.parametrize("text", ["Ens-I", "Ens-I=Nope:decay=0.0", "Ens-I=Ens:decay=="])
+@pytest.mark.parametrize("text", ["Ens-I", "Ens-I=Nope:decay=0.0", "Ens-I=Ens:decay==", "Ens-probs=Ens:decay=0.0"])
 def test_seed_spread_refuses_bad_variants(text):
     spread = _load("seed_spread")
     from robustbench_ens.suite import load_suite
