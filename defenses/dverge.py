@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from attacks.base import l1_normalised
 from robustbench_ens import atomic
 from robustbench_ens.zoo.checkpoints import load_checkpoint, save_checkpoint
 from robustbench_ens.zoo.normalize import Normalized
@@ -82,7 +83,7 @@ def distill(model: Normalized, source: torch.Tensor, target: torch.Tensor, layer
         x.requires_grad_(True)
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(F.mse_loss(features(model, x, layer), goal), x)
-        momentum = decay * momentum + grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+        momentum = decay * momentum + l1_normalised(grad)
         x = source + torch.clamp(x.detach() - step_size * momentum.sign() - source, -eps, eps)
         x = torch.clamp(x, 0, 1)
     return x.detach()
@@ -198,7 +199,8 @@ def train_dverge(members: list[Normalized], data, recipe: DVERGERecipe = DVERGER
     bar = tqdm(total=(recipe.epochs - start_epoch) * steps_per_epoch, disable=not progress, desc="DVERGE",
                unit="it", leave=False)
     for epoch in range(start_epoch, recipe.epochs):
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        epoch_seed = seed * 1_000_003 + epoch
+        generator = torch.Generator().manual_seed(epoch_seed)
         layer = int(torch.randint(1, depth + 1, (), generator=generator))
         for optimizer in optimizers:
             for group in optimizer.param_groups:
@@ -206,7 +208,7 @@ def train_dverge(members: list[Normalized], data, recipe: DVERGERecipe = DVERGER
         sources, targets = torch.randperm(n, generator=generator), torch.randperm(n, generator=generator)
         epoch_losses = torch.zeros(len(members))
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed * 1_000_003 + epoch)  # torchattacks' PGD starts (+adv)
+            torch.manual_seed(epoch_seed)  # torchattacks' PGD starts (+adv)
             for step in range(steps_per_epoch):
                 batch = slice(step * recipe.batch_size, (step + 1) * recipe.batch_size)
                 source = augment(x_train[sources[batch]], 4, True, generator).to(device)
