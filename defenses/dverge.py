@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+import copy
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -34,6 +35,7 @@ from tqdm.auto import tqdm
 from attacks.base import l1_normalised
 from robustbench_ens import atomic
 from robustbench_ens.zoo.checkpoints import load_checkpoint, save_checkpoint
+from robustbench_ens.zoo.derived import Method, register_method
 from robustbench_ens.zoo.normalize import Normalized
 from robustbench_ens.zoo.resnet_cifar import CifarResNet
 from robustbench_ens.zoo.train import augment
@@ -165,6 +167,15 @@ class DVERGERecipe:
             raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
 
+    @classmethod
+    def from_dict(cls, values: dict) -> DVERGERecipe:
+        """Build from a mapping (e.g. a suite's ``train`` table); unknown keys are a ValueError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown DVERGE recipe keys {unknown} (known: {', '.join(sorted(known))})")
+        return cls(**values)
+
     def lr_at(self, epoch: int) -> float:
         """The step schedule: lr x gamma for every milestone reached (epochs count from 0)."""
         return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)
@@ -192,13 +203,14 @@ def train_dverge(members: list[Normalized], data, recipe: DVERGERecipe = DVERGER
         member.to(device)
     optimizers = [torch.optim.SGD(m.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                   weight_decay=recipe.weight_decay) for m in members]
-    history = {"layers": [], "losses": []}
+    history = {"layers": [], "losses": [], "epoch_time_s": []}
     start_epoch = _resume(checkpoint_dir, members, optimizers, recipe, seed, history, device)
     started = time.perf_counter()
     distill_kwargs = {"eps": recipe.eps, "step_size": recipe.step_size, "steps": recipe.steps}
     bar = tqdm(total=(recipe.epochs - start_epoch) * steps_per_epoch, disable=not progress, desc="DVERGE",
                unit="it", leave=False)
     for epoch in range(start_epoch, recipe.epochs):
+        epoch_started = time.perf_counter()
         epoch_seed = seed * 1_000_003 + epoch
         generator = torch.Generator().manual_seed(epoch_seed)
         layer = int(torch.randint(1, depth + 1, (), generator=generator))
@@ -221,6 +233,7 @@ def train_dverge(members: list[Normalized], data, recipe: DVERGERecipe = DVERGER
                                 loss=f"{sum(losses) / len(losses):.3f}", refresh=False)
         history["layers"].append(layer)
         history["losses"].append(epoch_losses.tolist())
+        history["epoch_time_s"].append(round(time.perf_counter() - epoch_started, 3))
         if checkpoint_dir is not None:
             _save(checkpoint_dir, members, optimizers, recipe, seed, epoch + 1, history)
     bar.close()
@@ -286,3 +299,30 @@ class DVERGE(Ensemble):
 def build_dverge(members: list[Normalized], aggregation: str = "mean_prob", crossmax_k: int | None = None) -> DVERGE:
     """A DVERGE ensemble of already trained members (e.g. the DVERGE paper's checkpoints)."""
     return DVERGE(members, aggregation=aggregation, crossmax_k=crossmax_k)
+
+
+def _settings(params: dict, train: dict) -> dict:
+    if params:
+        raise ValueError(f"DVERGE takes no params (got {sorted(params)}); its options are the recipe's, under train")
+    return {"recipe": asdict(DVERGERecipe.from_dict(train))}
+
+
+def _build(bases: list[Normalized], data, settings: dict, *, seed: int, device, progress: bool,
+           work_dir: Path) -> tuple[list[Normalized], dict]:
+    """Copies of the trained ``bases`` diversified by DVERGE; ``work_dir`` holds the per-epoch checkpoints."""
+    members = [copy.deepcopy(base) for base in bases]
+    DVERGE(members)  # refuses members DVERGE cannot distil
+    summary = train_dverge(members, data, DVERGERecipe.from_dict(settings["recipe"]), seed=seed, device=device,
+                           checkpoint_dir=work_dir, progress=progress)
+    return members, {"training": summary}
+
+
+def _describe(manifest: dict) -> str:
+    recipe = manifest["settings"]["recipe"]
+    return (f"DVERGE-trained here from {manifest['n_models']} trained members (sha256 "
+            f"{', '.join(h[:12] for h in manifest['base_sha256'])}): {recipe['epochs']} epochs, lr {recipe['lr']} "
+            f"(x{recipe['gamma']} at {recipe['milestones']}), distillation eps {recipe['eps']}, "
+            f"{recipe['steps']} steps of {recipe['step_size']}{', +adv' if recipe['adv'] else ''}")
+
+
+register_method("dverge", Method(settings=_settings, build=_build, describe=_describe, bases=(2, None)))

@@ -46,7 +46,13 @@ class MultiResolutionStack(nn.Module):
                 raise ValueError(f"{name} must be a range (low, high) with 0 <= low <= high, got {(low, high)!r}")
         self.resolutions, self.noise, self.jitter = tuple(resolutions), float(noise), jitter
         self.contrast, self.colour = tuple(map(float, contrast)), tuple(map(float, colour))
+        self.seed = int(seed)
         self.reseed(seed)
+
+    def config(self) -> dict:
+        """The constructor's arguments (``seed``: the first one), as JSON-able values."""
+        return {"resolutions": list(self.resolutions), "noise": self.noise, "jitter": self.jitter,
+                "contrast": list(self.contrast), "colour": list(self.colour), "seed": self.seed}
 
     def reseed(self, seed: int) -> None:
         self.generator = torch.Generator().manual_seed(int(seed))

@@ -31,7 +31,8 @@ from .leaderboard.format import fmt_eps
 from .metrics import accuracy, accuracy_metrics, perturbation_norms, predict
 from .store import ResultStore
 from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
-from .zoo import LGV_RECIPE, CheckpointError, ModelSpec, TrainRecipe, resolve_lgv, resolve_model
+from .zoo import CheckpointError, ModelSpec, TrainRecipe, get_method, resolve_derived, resolve_model
+from .zoo.derived import describe as describe_derived
 
 DEFAULT_CACHE = Path.home() / ".cache" / "robustbench_ens" / "models"
 STORE_FILE = "results.sqlite"
@@ -125,7 +126,7 @@ def run_suite(config: RunConfig) -> RunResult:
 
 
 def resolve_models(suite: Suite, data, config: RunConfig, device) -> tuple[dict, dict]:
-    """Every model the suite uses, by name (an LGV collection as a list), and each one's provenance."""
+    """Every model the suite uses, by name (a derived model as a list), and each one's provenance."""
     names = suite.model_names()
     for name in names:  # before any training: a model the zoo cannot reproduce is never replaced
         entry = suite.models[name]
@@ -135,21 +136,27 @@ def resolve_models(suite: Suite, data, config: RunConfig, device) -> tuple[dict,
                 f"model {name!r} needs the checkpoint {entry.checkpoint}.safetensors in --models "
                 f"(now {config.models_dir}); the zoo's standard recipe cannot reproduce it "
                 f"({entry.source or entry.arch})")
+        if entry.method:  # a bad method or setting stops the run before any training
+            try:
+                method = get_method(entry.method)
+                method.check_bases(len(entry.bases))
+                method.settings(dict(entry.params), dict(entry.train))
+            except (TypeError, ValueError) as error:
+                raise SuiteError(f"{suite.source}: model {name!r} ({entry.method}): {error}") from None
     models, provenance = {}, {}
-    for name in names:  # an LGV base comes before its collection (Suite.model_names)
+    for name in names:  # bases come before the models derived from them (Suite.model_names)
         entry = suite.models[name]
-        base = entry.lgv_base
-        try:
-            recipe = TrainRecipe.from_dict({**(LGV_RECIPE.to_dict() if base else suite.train), **entry.train})
-        except ValueError as error:
-            raise SuiteError(f"{suite.source}: bad training recipe for model {name!r}: {error}") from None
-        if base:
-            members, provenance[name] = resolve_lgv(
-                name, models[base], provenance[base]["sha256"], data, config.cache_dir, recipe=recipe,
-                samples_per_epoch=entry.lgv_samples_per_epoch, seed=entry.seed, device=device,
+        if entry.method:
+            members, provenance[name] = resolve_derived(
+                name, entry.method, [models[b] for b in entry.bases], [provenance[b]["sha256"] for b in entry.bases],
+                data, config.cache_dir, params=entry.params, train=entry.train, seed=entry.seed, device=device,
                 progress=config.progress)
             models[name] = [member.to(device).eval() for member in members]
         else:
+            try:
+                recipe = TrainRecipe.from_dict({**suite.train, **entry.train})
+            except ValueError as error:
+                raise SuiteError(f"{suite.source}: bad training recipe for model {name!r}: {error}") from None
             spec = ModelSpec(name=name, arch=entry.arch, checkpoint=entry.checkpoint, recipe=recipe, seed=entry.seed)
             model, provenance[name] = resolve_model(spec, data, config.models_dir, config.cache_dir, device=device,
                                                     progress=config.progress)
@@ -159,7 +166,7 @@ def resolve_models(suite: Suite, data, config: RunConfig, device) -> tuple[dict,
 
 
 def expand_models(models: dict, names) -> list:
-    """The modules behind ``names``; an LGV collection contributes all its members."""
+    """The modules behind ``names``; a derived model (LGV collection, DVERGE ensemble) contributes all its members."""
     return [member for name in names
             for member in (models[name] if isinstance(models[name], list) else [models[name]])]
 
@@ -323,7 +330,7 @@ def _setting(suite, data, images, labels, models, provenance, cells, device, ver
     clean = cells[cells["attack"] == CLEAN].set_index("defense")["clean_acc"].to_dict()
     surrogates = list(dict.fromkeys(m for a in suite.attacks for m in a.surrogates))
     surrogate_acc = {name: _mean_accuracy(expand_models(models, [name]), images, labels, suite.batch_size, device)
-                     for name in surrogates}  # an LGV collection: its members' mean
+                     for name in surrogates}  # a derived collection: its members' mean
     compute_s = cells.drop_duplicates("adv_key")["craft_time_s"].sum() + cells["eval_time_s"].sum()
     return {
         "suite": suite.name, "description": suite.description, "date": _now(),
@@ -350,11 +357,8 @@ def _mean_accuracy(members: list, images, labels, batch_size: int, device) -> fl
 
 
 def _origin_text(provenance: dict) -> str:
-    if provenance.get("kind") == "lgv":
-        return (f"LGV collection collected here ({provenance.get('origin')}): {provenance.get('n_models')} members, "
-                f"{provenance.get('samples_per_epoch')} per epoch along SGD from the base model (sha256 "
-                f"{str(provenance.get('base_sha256'))[:12]}), "
-                f"recipe {json.dumps(provenance.get('recipe'), sort_keys=True)}")
+    if provenance.get("method"):
+        return describe_derived(provenance)
     if provenance.get("origin") == "models_dir":
         about = f", {provenance['about']}" if provenance.get("about") else ""
         return f"pretrained file {Path(str(provenance.get('source', ''))).name}{about}"

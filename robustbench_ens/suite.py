@@ -20,9 +20,11 @@ other suite by its path. Schema (every table is checked; unknown keys are errors
     require_checkpoint = false               # true: never train a stand-in (e.g. DVERGE, adversarial training)
     train = { epochs = 10 }                  # recipe overrides when it must be trained
 
-    [models.lgv_resnet20]                    # an LGV collection: many models under one name
-    lgv = { base = "resnet20", samples_per_epoch = 4 }   # base: another [models] entry
-    train = { epochs = 10, lr = 0.05 }       # overrides of LGV's recipe (constant lr)
+    [models.lgv_resnet20]                    # a derived model: made here from other [models] entries
+    method = "lgv"                           # lgv, dverge or self_ensemble (robustbench_ens.zoo.derived)
+    from = ["resnet20"]                      # its bases: plain models
+    params = { samples_per_epoch = 4 }       # the method's options
+    train = { epochs = 10, lr = 0.05 }       # overrides of the method's training recipe
 
     [[attacks]]
     name = "Ens"                             # the leaderboard's label
@@ -58,8 +60,9 @@ class ModelEntry:
     seed: int = 0
     source: str = ""  # where a pretrained checkpoint comes from, shown on the leaderboard
     require_checkpoint: bool = False  # True where the zoo's standard recipe cannot reproduce the model
-    lgv_base: str | None = None  # set for an LGV collection: the trained model it starts from
-    lgv_samples_per_epoch: int = 4
+    method: str | None = None  # set for a derived model (zoo.derived): how it is made from its bases
+    bases: tuple[str, ...] = ()  # the plain models a derived model is made from
+    params: dict = field(default_factory=dict)  # the method's options
 
 
 @dataclass(frozen=True)
@@ -96,10 +99,9 @@ class Suite:
     defenses: tuple[DefenseEntry, ...]
 
     def model_names(self) -> list[str]:
-        """Every model the suite's attacks and defenses use, in first-use order; an LGV base before its collection."""
+        """Every model the suite's attacks and defenses use, in first-use order; a derived model's bases before it."""
         names = [m for a in self.attacks for m in a.surrogates] + [m for d in self.defenses for m in d.members]
-        with_bases = [n for name in names for n in (self.models[name].lgv_base, name) if n is not None]
-        return list(dict.fromkeys(with_bases))
+        return list(dict.fromkeys(n for name in names for n in (*self.models[name].bases, name)))
 
 
 def shipped_suites() -> list[str]:
@@ -220,24 +222,29 @@ class _Table:
 
 def _model_entry(name: str, spec, source: str) -> ModelEntry:
     table = _Table(spec, f"{source} [models.{name}]")
-    lgv = _Table(table.get("lgv"), f"{table.where} lgv") if "lgv" in table.raw else None
-    entry = ModelEntry(name=name, arch=str(table.get("arch", "")) if lgv else str(table.require("arch")),
+    method = table.get("method")
+    entry = ModelEntry(name=name, arch=str(table.get("arch", "")) if method else str(table.require("arch")),
                        checkpoint=table.get("checkpoint"),
                        train=dict(table.get("train", {})), seed=_int(table.get("seed", 0), f"models.{name}.seed"),
                        source=str(table.get("source", "")),
                        require_checkpoint=bool(table.get("require_checkpoint", False)),
-                       lgv_base=str(lgv.require("base")) if lgv else None,
-                       lgv_samples_per_epoch=_positive_int(lgv.get("samples_per_epoch", 4),
-                                                           f"models.{name}.lgv.samples_per_epoch") if lgv else 4)
+                       method=str(method) if method else None, bases=_names(table.get("from", []), table.where),
+                       params=dict(table.get("params", {})))
+    table.reject_unknown()
     if entry.require_checkpoint and not entry.checkpoint:
         raise SuiteError(f"{table.where}: require_checkpoint needs a checkpoint name")
-    if lgv and (entry.checkpoint or entry.require_checkpoint or entry.arch):
-        raise SuiteError(f"{table.where}: an LGV collection takes its architecture from its base; "
+    if method and (entry.checkpoint or entry.require_checkpoint or entry.arch):
+        raise SuiteError(f"{table.where}: a derived model (method = {method!r}) is made from its bases; "
                          "drop arch, checkpoint and require_checkpoint")
-    for part in (table, lgv):
-        if part is not None:
-            part.reject_unknown()
+    if not method and (entry.bases or entry.params):
+        raise SuiteError(f"{table.where}: 'from' and 'params' belong to a derived model; add method = ...")
     return entry
+
+
+def _names(value, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SuiteError(f"{where}: 'from' must be a list of model names, got {value!r}")
+    return tuple(value)
 
 
 def _attack_entry(index: int, spec, default_surrogates, source: str) -> AttackEntry:
@@ -275,10 +282,10 @@ def _checked(suite: Suite) -> Suite:
         if not attack.surrogates:
             raise SuiteError(f"{where}: attack {attack.name!r} has no surrogates (set surrogates = [...])")
     for name, entry in suite.models.items():
-        base = suite.models.get(entry.lgv_base) if entry.lgv_base else None
-        if entry.lgv_base and (base is None or base.lgv_base):
-            raise SuiteError(f"{where}: LGV collection {name!r} needs base = a plain model under [models], "
-                             f"got {entry.lgv_base!r}")
+        bad = [b for b in entry.bases if b not in suite.models or suite.models[b].method]
+        if bad:
+            raise SuiteError(f"{where}: derived model {name!r} needs 'from' = plain models under [models], "
+                             f"got {', '.join(map(repr, bad))}")
     for owner, names in [(f"attack {a.name!r}", a.surrogates) for a in suite.attacks] + \
                         [(f"defense {d.name!r}", d.members) for d in suite.defenses]:
         missing = [n for n in names if n not in suite.models]

@@ -322,7 +322,10 @@ def test_self_ensemble_options_and_registry():
                          stack=MultiResolutionStack(resolutions=(32, 8)))
     assert small.n_predictors == 3 and small.backbone.conv1.in_channels == 6
     assert small.eval()(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert build_defense("self_ensemble", [small]).k is None, "without k, the model keeps its own"
     assert build_defense("self_ensemble", [small], k=2).k == 2
+    with pytest.raises(ValueError, match=r"k must be None \(median\) or an integer in \[1, 3\]"):
+        build_defense("self_ensemble", [small], k=4)
     for kwargs in ({"head_blocks": (9,)}, {"head_blocks": ()}, {"k": 9}):
         with pytest.raises(ValueError):
             SelfEnsemble(depth=20, **kwargs)
@@ -352,3 +355,93 @@ def test_self_ensemble_training_phases(slice_path):
     train_model(_HeadView(model, 0), data, recipe, progress=False)
     assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in backbone.items())
     assert not torch.equal(head, model.heads[0][2].weight)
+
+
+@pytest.mark.parametrize("count", [5, 8])
+def test_a_dverge_step_trains_every_member_of_larger_ensembles(count):
+    from defenses.dverge import dverge_step
+
+    members = [_resnet20(s) for s in range(count)]
+    before = [m.net.fc.weight.clone() for m in members]
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.01) for m in members]
+    g = torch.Generator().manual_seed(6)
+    source, target = torch.rand(4, 3, 32, 32, generator=g), torch.rand(4, 3, 32, 32, generator=g)
+    losses = dverge_step(members, optimizers, source, torch.randint(0, 10, (4,), generator=g), target, 20, steps=1)
+    assert len(losses) == count and all(loss > 0 for loss in losses)
+    assert all(not torch.equal(m.net.fc.weight, w) for m, w in zip(members, before))
+
+
+def _deterministic_stack(resolutions=(32, 32)):
+    return MultiResolutionStack(resolutions=resolutions, noise=0.0, jitter=0, contrast=(1, 1), colour=(1, 1))
+
+
+def test_self_ensemble_backbone_starts_from_a_trained_resnet():
+    from defenses.self_ensemble import SelfEnsemble
+
+    trained = _resnet20(3).eval()
+    model = SelfEnsemble(depth=20, stack=_deterministic_stack()).init_backbone_from(trained).eval()
+    assert model.normalize_mean == trained.normalize_mean and model.normalize_std == trained.normalize_std
+    x = torch.rand(2, 3, 32, 32)
+    # two identical views, each through half the trained kernel: exactly the trained network
+    assert torch.allclose(model.predictor_logits(x)[:, -1], trained(x), atol=1e-5)
+    with pytest.raises(ValueError, match="does not fit"):
+        SelfEnsemble(depth=32).init_backbone_from(trained)
+    with pytest.raises(TypeError, match="CIFAR ResNet"):
+        SelfEnsemble(depth=20).init_backbone_from(nn.Linear(2, 2))
+
+
+def test_self_ensemble_checkpoints_round_trip(tmp_path):
+    from defenses.self_ensemble import SelfEnsemble, load_self_ensemble, save_self_ensemble
+    from robustbench_ens.zoo import CheckpointError, save_checkpoint
+
+    model = SelfEnsemble(depth=8, head_blocks=(0, 2), k=2, stack=MultiResolutionStack(resolutions=(32, 8), seed=4),
+                         mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    save_self_ensemble(model, tmp_path / "se", {"note": "test"})
+    loaded, record = load_self_ensemble(tmp_path / "se.safetensors")
+    assert loaded.config() == model.config() and record["note"] == "test" and not loaded.training
+    x = torch.rand(3, 3, 32, 32)
+    model.stack.reseed(9)
+    loaded.stack.reseed(9)
+    assert torch.equal(model(x), loaded(x))
+
+    path = tmp_path / "se.safetensors"
+    path.write_bytes(path.read_bytes()[:-4] + b"\0" * 4)
+    with pytest.raises(CheckpointError, match="modified or is incomplete"):
+        load_self_ensemble(path)
+    save_checkpoint(_resnet20(0), tmp_path / "plain", {})
+    with pytest.raises(CheckpointError, match="not a saved SelfEnsemble"):
+        load_self_ensemble(tmp_path / "plain.safetensors")
+
+
+def test_self_ensemble_on_a_timm_resnet_with_the_users_weights(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    from defenses.self_ensemble import SelfEnsemble, load_self_ensemble, save_self_ensemble
+
+    pretrained = timm.create_model("resnet18", num_classes=1000)
+    weights = tmp_path / "resnet18.safetensors"
+    save_file({k: v.contiguous() for k, v in pretrained.state_dict().items()}, str(weights))
+    stack = MultiResolutionStack(resolutions=(32, 16))
+    model = SelfEnsemble(timm_model="resnet18", timm_weights=str(weights), head_blocks=(3, 5), stack=stack).eval()
+    assert model.arch == "self_ensemble_resnet18" and model.n_predictors == 3
+    net = model.backbone.net
+    assert net.conv1.in_channels == 6 and net.fc.out_features == 10
+    # timm's adaptation of the first convolution: the kernel repeated per view, scaled by 3 / 6
+    assert torch.allclose(net.conv1.weight, pretrained.conv1.weight.repeat(1, 2, 1, 1) / 2)
+    assert torch.equal(net.layer3[0].conv1.weight, pretrained.layer3[0].conv1.weight)
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+    save_self_ensemble(model, tmp_path / "se", {})
+    weights.unlink()  # a saved self-ensemble needs only its own file
+    loaded, _ = load_self_ensemble(tmp_path / "se.safetensors")
+    assert torch.equal(loaded.backbone.net.conv1.weight, net.conv1.weight)
+    with pytest.raises(FileNotFoundError, match="no weights file"):
+        SelfEnsemble(timm_model="resnet18", timm_weights=str(weights))
+    with pytest.raises(ValueError, match="not a ResNet-family"):
+        SelfEnsemble(timm_model="vit_tiny_patch16_224")
+    with pytest.raises(TypeError, match="own weights"):
+        SelfEnsemble(timm_model="resnet18").init_backbone_from(_resnet20(0))

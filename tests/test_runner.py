@@ -201,7 +201,9 @@ def test_a_suite_can_name_every_registered_attack(tmp_path, slice_path, models_p
 
 LGV_ENTRIES = """
 [models.lgv_a]
-lgv = { base = "a", samples_per_epoch = 2 }
+method = "lgv"
+from = ["a"]
+params = { samples_per_epoch = 2 }
 train = { epochs = 1, batch_size = 64, n_train = 128 }
 [[attacks]]
 name = "LGV"
@@ -219,8 +221,90 @@ def test_an_lgv_collection_is_collected_once_and_attacked_as_an_ensemble(tmp_pat
     assert sorted(p.name for p in folder.iterdir()) == ["collection.json", "member_000.json",
                                                          "member_000.safetensors", "member_001.json",
                                                          "member_001.safetensors"]
-    assert "LGV collection collected here (trained): 2 members" in (tmp_path / "lb" / "README.md").read_text()
+    assert "LGV collection collected here: 2 members" in (tmp_path / "lb" / "README.md").read_text()
 
     config.fresh = True  # the collection is reused from the cache, not collected again
     run_suite(config)
-    assert "loaded 2 cached LGV members" in capsys.readouterr().out
+    assert "loaded 2 cached lgv model(s)" in capsys.readouterr().out
+
+
+TRAINED_DEFENSES = """
+[models.base0]
+arch = "resnet20_b"
+checkpoint = "resnet20_b_baseline_m0"
+[models.base1]
+arch = "resnet20_b"
+checkpoint = "resnet20_b_baseline_m1"
+[models.dverge_ab]
+method = "dverge"
+from = ["base0", "base1"]
+train = { epochs = 1, batch_size = 16, n_train = 32, steps = 2, lr = 0.01 }
+[models.finetuned]
+method = "finetune"
+from = ["base0", "base1"]
+train = { epochs = 1, batch_size = 16, n_train = 32, lr = 0.01 }
+[models.self_ensemble]
+method = "self_ensemble"
+from = ["base0"]
+params = { head_blocks = [8], k = 1 }
+train.backbone = { epochs = 1, batch_size = 16, n_train = 32, lr = 0.01 }
+train.heads = { epochs = 1, batch_size = 16, n_train = 32 }
+[[defenses]]
+name = "DVERGE"
+kind = "dverge"
+members = ["dverge_ab"]
+[[defenses]]
+name = "finetuned"
+kind = "ensemble"
+members = ["finetuned"]
+[[defenses]]
+name = "CrossMax"
+kind = "self_ensemble"
+members = ["self_ensemble"]
+[[attacks]]
+name = "Ens"
+attack = "ens"
+params = { steps = 2 }
+"""
+
+
+def test_defenses_trained_by_the_suite_are_made_once_then_read_from_the_cache(tmp_path, slice_path, models_path,
+                                                                              capsys):
+    config, result = _run_two_model_suite(tmp_path, slice_path, models_path, name="trained", surrogates='["a"]',
+                                          target="b", extra=TRAINED_DEFENSES)
+    assert result.failed == 0 and set(result.cells["defense"]) == {"target", "DVERGE", "finetuned", "CrossMax"}
+    for name, count in (("dverge_ab", 2), ("finetuned", 2), ("self_ensemble", 1)):
+        (folder,) = (tmp_path / "cache").glob(f"{name}-*")
+        assert len(list(folder.glob("member_*.safetensors"))) == count
+        assert (folder / "collection.json").is_file() and not (folder / "work").exists()
+    page = (tmp_path / "lb" / "README.md").read_text()
+    for words in ("DVERGE-trained here from 2 trained members", "fine-tuned here: 2 trained model(s)",
+                  "self-ensemble trained here from a trained model"):
+        assert words in page
+
+    config.fresh = True
+    again = run_suite(config)
+    out = capsys.readouterr().out
+    for words in ("loaded 2 cached dverge model(s)", "loaded 2 cached finetune model(s)",
+                  "loaded 1 cached self_ensemble model(s)"):
+        assert words in out
+    clean = lambda cells: cells[cells["attack"] == "clean"].set_index("defense")["clean_acc"]  # noqa: E731
+    deterministic = ["target", "DVERGE", "finetuned"]  # the self-ensemble's stack is random at every call
+    pd.testing.assert_series_equal(clean(again.cells)[deterministic], clean(result.cells)[deterministic])
+
+
+@pytest.mark.parametrize("entry,match", [
+    ('method = "dvergee"\nfrom = ["a", "b"]', "did you mean dverge"),
+    ('method = "dverge"\nfrom = ["a"]', "at least 2 base model"),
+    ('method = "dverge"\nfrom = ["a", "b"]\ntrain = { epoch = 3 }', "unknown DVERGE recipe keys"),
+    ('method = "self_ensemble"\ntrain = { head = {} }', "unknown train keys"),
+    ('method = "lgv"\nfrom = ["a"]\ntrain = { schedule = "cosine" }', "constant learning rate"),
+])
+def test_a_bad_derived_model_stops_the_run_before_any_training(tmp_path, slice_path, models_path, entry, match):
+    from robustbench_ens.suite import SuiteError
+
+    extra = f'[models.derived]\n{entry}\n[[defenses]]\nname = "d"\nkind = "ensemble"\nmembers = ["derived"]\n'
+    with pytest.raises(SuiteError, match=match):
+        _run_two_model_suite(tmp_path, slice_path, models_path, name="bad", surrogates='["a"]', target="b",
+                             extra=extra)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

@@ -37,3 +37,35 @@ def test_seed_spread_refuses_bad_variants(text):
 
     with pytest.raises(SystemExit, match="--variant"):
         spread.variant(load_suite("smoke"), text)
+
+
+def test_train_defense_caches_where_a_suite_finds_it(tmp_path, slice_path, models_path, capsys):
+    train = _load("train_defense")
+    bases = [str(models_path / f"resnet20_b_baseline_m{i}.safetensors") for i in range(2)]
+    argv = ["dverge", "--name", "ours", "--from", *bases, "--data", str(slice_path), "--cache", str(tmp_path),
+            "--device", "cpu", "--train", "epochs=1", "batch_size=16", "n_train=16", "steps=1", "milestones=[1]"]
+    assert train.main(argv) == 0
+    assert "2 model(s) in" in capsys.readouterr().out
+    (folder,) = tmp_path.glob("ours-*")
+    assert (folder / "collection.json").is_file()
+
+    from robustbench_ens.data import load_cifar10
+    from robustbench_ens.zoo import load_checkpoint, resolve_derived
+
+    loaded = [load_checkpoint(path) for path in bases]  # what a suite entry with these settings resolves to
+    _, provenance = resolve_derived("ours", "dverge", [m for m, _ in loaded], [r["sha256"] for _, r in loaded],
+                                    load_cifar10(slice_path), tmp_path, seed=0,
+                                    train={"epochs": 1, "batch_size": 16, "n_train": 16, "steps": 1,
+                                           "milestones": [1]})
+    assert provenance["origin"] == "cache" and provenance["path"] == str(folder)
+
+
+def test_train_defense_parses_nested_assignments_and_refuses_bad_input(tmp_path, capsys):
+    train = _load("train_defense")
+    assert train.parse_assignments(["backbone.epochs=3", "heads.lr=0.01", "k=2", 'name="x"'], "--train") == \
+        {"backbone": {"epochs": 3}, "heads": {"lr": 0.01}, "k": 2, "name": "x"}
+    for bad in (["epochs"], ["name=x y"]):
+        with pytest.raises(ValueError, match="--train"):
+            train.parse_assignments(bad, "--train")
+    assert train.main(["dverge", "--from", str(tmp_path / "missing.safetensors")]) == 2
+    assert "error:" in capsys.readouterr().err

@@ -80,10 +80,13 @@ def test_minimal_suite_file(tmp_path):
     ("[threat]\neps = [\"8\"]\n", "8/255"),
     ("[threat]\nnorm = \"L1\"\n", "Linf or L2"),
     ("[[attacks]]\nname = \"clean\"\nattack = \"ens\"\n", "reserved"),
-    ("[models.l]\nlgv = { base = \"zz\" }\n", "LGV collection 'l' needs base"),
-    ("[models.l]\nlgv = { base = \"a\" }\n[models.m]\nlgv = { base = \"l\" }\n", "LGV collection 'm' needs base"),
-    ("[models.l]\narch = \"resnet20_a\"\nlgv = { base = \"a\" }\n", "takes its architecture from its base"),
-    ("[models.l]\nlgv = { base = \"a\", samples = 3 }\n", "unknown key.*samples"),
+    ("[models.l]\nmethod = \"lgv\"\nfrom = [\"zz\"]\n", "derived model 'l' needs 'from' = plain models.*'zz'"),
+    ("[models.l]\nmethod = \"lgv\"\nfrom = [\"a\"]\n[models.m]\nmethod = \"lgv\"\nfrom = [\"l\"]\n",
+     "derived model 'm' needs 'from' = plain models"),
+    ("[models.l]\narch = \"resnet20_a\"\nmethod = \"lgv\"\nfrom = [\"a\"]\n", "is made from its bases"),
+    ("[models.l]\nmethod = \"lgv\"\nfrom = \"a\"\n", "'from' must be a list"),
+    ("[models.l]\narch = \"resnet20_a\"\nfrom = [\"a\"]\n", "belong to a derived model"),
+    ("[models.l]\nmethod = \"lgv\"\nform = [\"a\"]\n", "unknown key.*form"),
 ])
 def test_bad_suite_files(tmp_path, extra, match):
     with pytest.raises(SuiteError, match=match):
@@ -99,10 +102,12 @@ def test_invalid_toml_and_missing_file(tmp_path):
         load_suite("cifar100")
 
 
-def test_an_lgv_collection_brings_its_base(tmp_path):
+def test_a_derived_model_brings_its_bases(tmp_path):
     text = MINIMAL.replace('surrogates = ["a"]', 'surrogates = ["l"]') + \
-        '[models.l]\nlgv = { base = "a", samples_per_epoch = 2 }\ntrain = { epochs = 3 }\n'
+        '[models.b]\narch = "resnet20_b"\n' \
+        '[models.l]\nmethod = "lgv"\nfrom = ["b", "a"]\nparams = { samples_per_epoch = 2 }\ntrain = { epochs = 3 }\n'
     suite = load_suite(str(_write(tmp_path, text)))
-    assert suite.model_names() == ["a", "l"]
+    assert suite.model_names() == ["b", "a", "l"]
     entry = suite.models["l"]
-    assert (entry.lgv_base, entry.lgv_samples_per_epoch, entry.train) == ("a", 2, {"epochs": 3})
+    assert (entry.method, entry.bases, entry.params, entry.train) == ("lgv", ("b", "a"), {"samples_per_epoch": 2},
+                                                                      {"epochs": 3})

@@ -2,9 +2,10 @@
 
 Importing this package registers every architecture (the modules below register on import).
 """
-from . import mobilenet, resnet_cifar, vgg, vit, vnncomp  # noqa: F401  (registration side effects)
+from . import finetune, mobilenet, resnet_cifar, vgg, vit, vnncomp  # noqa: F401  (registration side effects)
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .lgv import LGV_RECIPE, collect_lgv, resolve_lgv
+from .derived import Method, get_method, list_methods, register_method, resolve_derived
+from .lgv import LGV_RECIPE, collect_lgv
 from .normalize import Normalized
 from .registry import UnknownModelError, create_model, list_models, register_model
 from .resolve import ModelSpec, resolve_model
@@ -13,5 +14,6 @@ from .train import TrainRecipe, train_model
 __all__ = [
     "register_model", "create_model", "list_models", "UnknownModelError", "Normalized",
     "save_checkpoint", "load_checkpoint", "CheckpointError", "TrainRecipe", "train_model",
-    "ModelSpec", "resolve_model", "collect_lgv", "resolve_lgv", "LGV_RECIPE",
+    "ModelSpec", "resolve_model", "collect_lgv", "LGV_RECIPE",
+    "Method", "register_method", "get_method", "list_methods", "resolve_derived",
 ]

@@ -56,15 +56,21 @@ def save_checkpoint(model: Normalized, path_stem: Path, provenance: dict) -> Pat
     """Write ``<stem>.safetensors`` and ``<stem>.json``; return the safetensors path."""
     if not isinstance(model, Normalized):
         raise TypeError(f"save_checkpoint takes a Normalized model (from create_model), got {type(model).__name__}")
-    weights_path, json_path = _stem_paths(path_stem)
-    # Clone so that no two entries share storage (safetensors refuses shared tensors).
-    tensors = {key: value.detach().to("cpu").clone().contiguous() for key, value in model.net.state_dict().items()}
     metadata = {"arch": model.arch, "normalize_mean": _floats(model.normalize_mean),
                 "normalize_std": _floats(model.normalize_std)}
+    record = {**provenance, "arch": model.arch, "normalize_mean": list(model.normalize_mean),
+              "normalize_std": list(model.normalize_std)}
+    return write_weights(model.net.state_dict(), metadata, path_stem, record)
+
+
+def write_weights(state: dict[str, torch.Tensor], metadata: dict[str, str], path_stem: Path, provenance: dict) -> Path:
+    """Any module's state dict as ``<stem>.safetensors`` (with string ``metadata``) and ``<stem>.json``
+    (``provenance`` plus the file's sha256), both written atomically; returns the safetensors path."""
+    weights_path, json_path = _stem_paths(path_stem)
+    # Clone so that no two entries share storage (safetensors refuses shared tensors).
+    tensors = {key: value.detach().to("cpu").clone().contiguous() for key, value in state.items()}
     data = safetensors.torch.save(tensors, metadata=metadata)
-    record = dict(provenance)
-    record.update(arch=model.arch, normalize_mean=list(model.normalize_mean),
-                  normalize_std=list(model.normalize_std), sha256=hashlib.sha256(data).hexdigest())
+    record = {**provenance, "sha256": hashlib.sha256(data).hexdigest()}
     try:
         text = json.dumps(record, indent=2, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as error:
@@ -72,6 +78,28 @@ def save_checkpoint(model: Normalized, path_stem: Path, provenance: dict) -> Pat
     atomic.write_bytes(weights_path, data)
     atomic.write_text(json_path, text + "\n")
     return weights_path
+
+
+def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str], dict | None, str]:
+    """``(state dict, metadata, provenance or None, sha256)`` of a file written by :func:`write_weights`
+    (or any safetensors file); the hash is checked whenever ``<stem>.json`` records one."""
+    weights_path, json_path = _stem_paths(Path(path))
+    try:
+        data = weights_path.read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"cannot read checkpoint {weights_path}: {error}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    record = _read_provenance(json_path)
+    if record is not None and record.get("sha256") and record["sha256"] != digest:
+        raise CheckpointError(f"{weights_path} has sha256 {digest}, but {json_path.name} records "
+                              f"{record['sha256']}: the file was modified or is incomplete; refusing to load it")
+    metadata = _read_metadata(data, weights_path)
+    try:
+        state = safetensors.torch.load(data)
+    except Exception as error:  # the Rust deserialiser raises its own SafetensorError
+        raise CheckpointError(f"{weights_path} is not a readable safetensors file (corrupt or truncated): "
+                              f"{error}") from None
+    return state, metadata, record, digest
 
 
 def _read_metadata(data: bytes, path: Path) -> dict[str, str]:
@@ -119,22 +147,8 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None,
     exactly, except that missing BatchNorm ``num_batches_tracked`` counters are allowed.
     If ``<stem>.json`` exists and records a ``sha256``, the file must have that hash.
     """
+    state, metadata, record, digest = read_weights(path)
     weights_path, json_path = _stem_paths(Path(path))
-    try:
-        data = weights_path.read_bytes()
-    except OSError as error:
-        raise CheckpointError(f"cannot read checkpoint {weights_path}: {error}") from None
-    digest = hashlib.sha256(data).hexdigest()
-    record = _read_provenance(json_path)
-    if record is not None and record.get("sha256") and record["sha256"] != digest:
-        raise CheckpointError(f"{weights_path} has sha256 {digest}, but {json_path.name} records "
-                              f"{record['sha256']}: the file was modified or is incomplete; refusing to load it")
-    metadata = _read_metadata(data, weights_path)
-    try:
-        state = safetensors.torch.load(data)
-    except Exception as error:  # the Rust deserialiser raises its own SafetensorError
-        raise CheckpointError(f"{weights_path} is not a readable safetensors file (corrupt or truncated): "
-                              f"{error}") from None
 
     file_arch = registered_arch(metadata["arch"]) if "arch" in metadata else None
     if arch is not None and file_arch is not None and registered_arch(arch) != file_arch:
