@@ -330,3 +330,15 @@ def test_headline_fallback_rerun_and_no_results(tmp_path):
     paths = write_leaderboard(cells.iloc[:0], {"suite": "empty"}, tmp_path / "empty")
     assert {p.name for p in paths} == OUTPUTS
     assert "no attack results" in (tmp_path / "empty" / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_caveat_names_crossmax_defenses_as_transfer_only():
+    from robustbench_ens.leaderboard.page import caveat
+
+    setting = make_setting()
+    assert "CrossMax" not in caveat(build(make_cells(), setting), setting)
+    setting["defenses"][1].update(kind="self_ensemble")
+    setting["defenses"][0].update(kind="ensemble", params={"aggregation": "crossmax"})
+    text = caveat(build(make_cells(), setting), setting)
+    assert "ens-a, ens-b aggregate with CrossMax" in text and "not a robustness claim" in text
+    assert "upper bound on its white-box robustness" in text

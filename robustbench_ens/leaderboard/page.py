@@ -108,10 +108,16 @@ def summary(lb: Leaderboard, setting: dict) -> str:
 
 
 def caveat(lb: Leaderboard, setting: dict) -> str:
+    crossmax = [d["name"] for d in setting.get("defenses", [])
+                if d.get("kind") == "self_ensemble" or (d.get("params") or {}).get("aggregation") == "crossmax"]
+    masking = (f" {', '.join(crossmax)} aggregate{'s' * (len(crossmax) == 1)} with CrossMax, which was shown to mask "
+               "gradients (Zhang et al., arXiv 2411.14834): its numbers here are transfer numbers only, "
+               "not a robustness claim." if crossmax else "")
     return (f"Robust accuracy is measured on the first {n_text(lb, setting)} test points only. "
             "The attacks are transfer attacks: the adversarial examples are crafted on the "
-            "surrogate models and then evaluated on each defense, which the attacker never queries. "
-            "Percentages; with several seeds a cell shows the mean over seeds ± the sample standard "
+            "surrogate models and then evaluated on each defense, which the attacker never queries; "
+            "a defense's robust accuracy here is an upper bound on its white-box robustness." + masking +
+            " Percentages; with several seeds a cell shows the mean over seeds ± the sample standard "
             "deviation. A cell whose run failed is shown as 'failed' and never enters an average; "
             "'—' marks a cell that was not run.")
 
