@@ -22,7 +22,7 @@ import json
 import math
 import time
 import copy
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -38,7 +38,7 @@ from robustbench_ens.zoo.checkpoints import load_checkpoint, save_checkpoint
 from robustbench_ens.zoo.derived import Method, register_method
 from robustbench_ens.zoo.normalize import Normalized
 from robustbench_ens.zoo.resnet_cifar import CifarResNet
-from robustbench_ens.zoo.train import augment
+from robustbench_ens.zoo.train import augment, recipe_from_dict
 
 from .ensemble import Ensemble
 from .registry import register_defense
@@ -170,11 +170,7 @@ class DVERGERecipe:
     @classmethod
     def from_dict(cls, values: dict) -> DVERGERecipe:
         """Build from a mapping (e.g. a suite's ``train`` table); unknown keys are a ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown DVERGE recipe keys {unknown} (known: {', '.join(sorted(known))})")
-        return cls(**values)
+        return recipe_from_dict(cls, values, "DVERGE recipe")
 
     def lr_at(self, epoch: int) -> float:
         """The step schedule: lr x gamma for every milestone reached (epochs count from 0)."""
@@ -321,7 +317,8 @@ def _describe(manifest: dict) -> str:
     recipe = manifest["settings"]["recipe"]
     return (f"DVERGE-trained here from {manifest['n_models']} trained members (sha256 "
             f"{', '.join(h[:12] for h in manifest['base_sha256'])}): {recipe['epochs']} epochs, lr {recipe['lr']} "
-            f"(x{recipe['gamma']} at {recipe['milestones']}), distillation eps {recipe['eps']}, "
+            f"(x{recipe['gamma']} from epoch {', '.join(str(m + 1) for m in recipe['milestones'])}), "
+            f"distillation eps {recipe['eps']}, "
             f"{recipe['steps']} steps of {recipe['step_size']}{', +adv' if recipe['adv'] else ''}")
 
 

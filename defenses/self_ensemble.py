@@ -275,14 +275,16 @@ def _build(bases: list[Normalized], data, settings: dict, *, seed: int, device, 
 
 def _describe(manifest: dict) -> str:
     settings, training = manifest["settings"], manifest.get("training", {})
+    accuracy = training.get("backbone", {}).get("clean_acc")
     start = f"from a trained model (sha256 {manifest['base_sha256'][0][:12]})" if manifest["base_sha256"] \
         else "from scratch"
     model = settings["model"]
     backbone = f"timm {model['timm_model']}" if model.get("timm_model") else f"ResNet-{model['depth']}"
     return (f"self-ensemble trained here {start}: {backbone} on the {len(model['stack']['resolutions'])}"
             f"-resolution stack, {len(model['head_blocks']) + 1} predictors, CrossMax k={model['k']}; backbone "
-            f"{settings['backbone']['epochs']} epochs at lr {settings['backbone']['lr']} (clean acc "
-            f"{training.get('backbone', {}).get('clean_acc')}), heads {settings['heads']['epochs']} epochs each")
+            f"{settings['backbone']['epochs']} epochs at lr {settings['backbone']['lr']}"
+            f"{f' (its own classifier: {100 * accuracy:.1f} % clean)' if accuracy is not None else ''}, heads "
+            f"{settings['heads']['epochs']} epochs each")
 
 
 register_method("self_ensemble", Method(settings=_settings, build=_build, describe=_describe, bases=(0, 1),

@@ -33,7 +33,7 @@ def _build(bases: list[Normalized], data, settings: dict, *, seed: int, device, 
 
 
 def _describe(manifest: dict) -> str:
-    accuracy = ", ".join(f"{s['clean_acc']:.3f}" for s in manifest.get("training", []))
+    accuracy = ", ".join(f"{100 * s['clean_acc']:.1f} %" for s in manifest.get("training", []))
     return (f"fine-tuned here: {manifest['n_models']} trained model(s) (sha256 "
             f"{', '.join(h[:12] for h in manifest['base_sha256'])}) trained further with recipe "
             f"{json.dumps(manifest['settings']['recipe'], sort_keys=True)} (clean acc {accuracy})")

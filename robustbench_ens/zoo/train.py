@@ -68,11 +68,16 @@ class TrainRecipe:
     @classmethod
     def from_dict(cls, values: dict) -> TrainRecipe:
         """Build from a mapping (e.g. a suite file); unknown keys are a ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training recipe keys {unknown} (known: {', '.join(sorted(known))})")
-        return cls(**values)
+        return recipe_from_dict(cls, values, "training recipe")
+
+
+def recipe_from_dict(cls, values: dict, what: str):
+    """The dataclass ``cls`` built from ``values``; a key that is not one of its fields is a ValueError."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} keys {unknown} (known: {', '.join(sorted(known))})")
+    return cls(**values)
 
 
 def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
