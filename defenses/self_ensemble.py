@@ -16,8 +16,10 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from robustbench_ens import atomic
 from robustbench_ens.zoo.checkpoints import CheckpointError, read_weights, write_weights
 from robustbench_ens.zoo.derived import Method, register_method
 from robustbench_ens.zoo.normalize import CIFAR10_MEAN, CIFAR10_STD, Normalized
@@ -28,6 +30,8 @@ from .backbones import TimmResNet
 from .crossmax import crossmax
 from .multires import MultiResolutionStack
 from .registry import register_defense
+
+STATE_FILE = "state.json"  # written last after every phase of train_self_ensemble
 
 
 class SelfEnsemble(nn.Module):
@@ -172,22 +176,61 @@ class _HeadView(nn.Module):
 
 
 def train_self_ensemble(model: SelfEnsemble, data, backbone_recipe: TrainRecipe, head_recipe: TrainRecipe, *,
-                        seed: int = 0, device: str | torch.device = "cpu", progress: bool = True) -> dict:
+                        seed: int = 0, device: str | torch.device = "cpu", progress: bool = True,
+                        checkpoint_dir: Path | None = None) -> dict:
     """Train as the official notebook does: the backbone with its classifier, then each head alone.
 
     Phase 1 trains the backbone (and its classifier) on the random multi-resolution stack;
     phase 2 trains the heads one at a time, deepest first, on the frozen backbone. Unlike the
     notebook, the frozen backbone stays in eval mode in phase 2, so its BatchNorm statistics
-    do not drift while the heads learn. Returns each phase's :func:`train_model` summary.
+    do not drift while the heads learn. Returns each phase's :func:`train_model` summary
+    (``{"backbone": ..., "heads": {block: ...}}``).
+
+    With ``checkpoint_dir``, the model and the stack's random state are saved after every
+    phase (``state.json`` last); a later call with the same model, recipes and seed resumes
+    after the last saved phase and ends with the same weights as an uninterrupted run.
     """
     model.to(device)
-    backbone = train_model(_BackboneView(model), data, backbone_recipe, seed=seed, device=device, progress=progress)
-    heads = {}
+    plan = {"model": model.config(), "backbone": backbone_recipe.to_dict(), "heads": head_recipe.to_dict(),
+            "seed": seed}
+    summary = _resume_phases(checkpoint_dir, model, plan, device) or {"backbone": None, "heads": {}}
+    if summary["backbone"] is None:
+        summary["backbone"] = train_model(_BackboneView(model), data, backbone_recipe, seed=seed, device=device,
+                                          progress=progress)
+        _save_phase(checkpoint_dir, model, plan, summary)
     for index in reversed(range(len(model.heads))):
-        heads[model.head_blocks[index]] = train_model(_HeadView(model, index), data, head_recipe, seed=seed + 1 + index,
-                                                      device=device, progress=progress)
+        block = str(model.head_blocks[index])
+        if block not in summary["heads"]:
+            summary["heads"][block] = train_model(_HeadView(model, index), data, head_recipe, seed=seed + 1 + index,
+                                                  device=device, progress=progress)
+            _save_phase(checkpoint_dir, model, plan, summary)
     model.eval()
-    return {"backbone": backbone, "heads": heads}
+    return summary
+
+
+def _save_phase(folder: Path | None, model: SelfEnsemble, plan: dict, summary: dict) -> None:
+    if folder is None:
+        return
+    folder = Path(folder)
+    save_self_ensemble(model, folder / "model", {"phases_done": 1 + len(summary["heads"])})
+    atomic.write_with(folder / "stack_rng.safetensors",
+                      lambda tmp: save_file({"state": model.stack.generator.get_state()}, str(tmp)))
+    atomic.write_text(folder / STATE_FILE, json.dumps({"plan": plan, "summary": summary}, indent=2) + "\n")
+
+
+def _resume_phases(folder: Path | None, model: SelfEnsemble, plan: dict, device) -> dict | None:
+    """The summary of the phases saved in ``folder`` (the model and stack restored to that point), or None."""
+    if folder is None or not (Path(folder) / STATE_FILE).is_file():
+        return None
+    folder = Path(folder)
+    state = json.loads((folder / STATE_FILE).read_text())
+    if state["plan"] != json.loads(json.dumps(plan)):
+        raise ValueError(f"{folder} holds a self-ensemble training with another model, recipe or seed; "
+                         "use another checkpoint_dir")
+    saved, _ = load_self_ensemble(folder / "model.safetensors", device=device)
+    model.load_state_dict(saved.state_dict())
+    model.stack.generator.set_state(load_file(str(folder / "stack_rng.safetensors"))["state"])
+    return state["summary"]
 
 
 def _block_output_sizes(backbone: nn.Module, channels: int, image_size: int) -> list[int]:
@@ -268,7 +311,8 @@ def _build(bases: list[Normalized], data, settings: dict, *, seed: int, device, 
     if bases:
         model.init_backbone_from(bases[0])
     summary = train_self_ensemble(model, data, TrainRecipe.from_dict(settings["backbone"]),
-                                  TrainRecipe.from_dict(settings["heads"]), seed=seed, device=device, progress=progress)
+                                  TrainRecipe.from_dict(settings["heads"]), seed=seed, device=device, progress=progress,
+                                  checkpoint_dir=work_dir)
     return [model], {"training": summary, "normalize_mean": list(model.normalize_mean),
                      "normalize_std": list(model.normalize_std)}
 

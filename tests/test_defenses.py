@@ -343,7 +343,7 @@ def test_self_ensemble_training_phases(slice_path):
     model = SelfEnsemble(depth=8, head_blocks=(0, 1), stack=MultiResolutionStack(resolutions=(32, 8)))
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     summary = train_self_ensemble(model, data, recipe, recipe, progress=False)
-    assert set(summary) == {"backbone", "heads"} and sorted(summary["heads"]) == [0, 1]
+    assert set(summary) == {"backbone", "heads"} and sorted(summary["heads"]) == ["0", "1"]
     assert 0 <= summary["backbone"]["clean_acc"] <= 1
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, initial[k])}
     assert any(k.startswith("backbone.") for k in changed) and any(k.startswith("heads.0") for k in changed)
@@ -445,3 +445,43 @@ def test_self_ensemble_on_a_timm_resnet_with_the_users_weights(tmp_path):
         SelfEnsemble(timm_model="vit_tiny_patch16_224")
     with pytest.raises(TypeError, match="own weights"):
         SelfEnsemble(timm_model="resnet18").init_backbone_from(_resnet20(0))
+
+
+def test_self_ensemble_training_resumes_exactly(tmp_path, slice_path, monkeypatch):
+    from defenses import self_ensemble
+    from robustbench_ens.data import load_cifar10
+    from robustbench_ens.zoo import TrainRecipe
+
+    data = load_cifar10(slice_path)
+    recipe = TrainRecipe(epochs=1, batch_size=16, n_train=32, lr=0.02)
+
+    def fresh():
+        torch.manual_seed(0)
+        return self_ensemble.SelfEnsemble(depth=8, head_blocks=(0, 1), stack=MultiResolutionStack(resolutions=(32, 8)))
+
+    straight = fresh()
+    expected = self_ensemble.train_self_ensemble(straight, data, recipe, recipe, progress=False,
+                                                 checkpoint_dir=tmp_path / "a")
+
+    original, calls = self_ensemble.train_model, []
+
+    def dies_at_the_second_head(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(self_ensemble, "train_model", dies_at_the_second_head)
+    with pytest.raises(KeyboardInterrupt):
+        self_ensemble.train_self_ensemble(fresh(), data, recipe, recipe, progress=False, checkpoint_dir=tmp_path / "b")
+    monkeypatch.setattr(self_ensemble, "train_model", original)
+    resumed = fresh()  # a new process: the backbone and the first head come from the checkpoint
+    summary = self_ensemble.train_self_ensemble(resumed, data, recipe, recipe, progress=False,
+                                                checkpoint_dir=tmp_path / "b")
+    assert summary["heads"].keys() == expected["heads"].keys()
+    assert summary["backbone"]["final_loss"] == expected["backbone"]["final_loss"]
+    for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(p, q), name
+    with pytest.raises(ValueError, match="another model, recipe or seed"):
+        self_ensemble.train_self_ensemble(fresh(), data, recipe, recipe, seed=1, progress=False,
+                                          checkpoint_dir=tmp_path / "b")
