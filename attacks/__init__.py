@@ -1,15 +1,18 @@
-"""Ensemble transfer attacks in plain PyTorch: ``from attacks import Ens``.
+"""Ensemble transfer attacks and white-box attacks in plain PyTorch: ``from attacks import Ens``.
 
 Every attack is called as ``x_adv = attack(images, labels)`` on images in [0, 1]; see
 :mod:`attacks.base` for the contract. This package imports nothing from the runner.
 """
 from .adaea import AdaEA
+from .autoattack import AutoAttack
 from .base import Attack, MomentumIterativeAttack
+from .bpda import BPDA
 from .cwa import CWA
 from .ens import Ens
 from .lgv import LGV
-from .svre import SVRE
+from .pgd import PGD
 from .registry import UnknownAttackError, create_attack, get_attack, list_attacks, register_attack
+from .svre import SVRE
 
-__all__ = ["Attack", "MomentumIterativeAttack", "Ens", "CWA", "AdaEA", "SVRE", "LGV", "UnknownAttackError",
-           "create_attack", "get_attack", "list_attacks", "register_attack"]
+__all__ = ["Attack", "AutoAttack", "BPDA", "MomentumIterativeAttack", "Ens", "CWA", "AdaEA", "SVRE", "LGV", "PGD",
+           "UnknownAttackError", "create_attack", "get_attack", "list_attacks", "register_attack"]

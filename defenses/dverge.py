@@ -18,10 +18,10 @@ members' mean softmax.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
-import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 

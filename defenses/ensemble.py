@@ -34,12 +34,12 @@ class Ensemble(nn.Module):
         self.aggregation = aggregation
         self.crossmax_k = crossmax_k
 
-    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Every member's logits, stacked as [batch, members, classes]."""
+    def predictor_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Every member's logits, stacked as [batch, members, classes] (the predictors, as in SelfEnsemble)."""
         return torch.stack([member(x) for member in self.members], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.member_logits(x)
+        logits = self.predictor_logits(x)
         if self.aggregation == "mean_logits":
             return logits.mean(dim=1)
         if self.aggregation == "crossmax":

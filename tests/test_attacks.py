@@ -1,12 +1,14 @@
+import inspect
+
 import pytest
 import torch
 import torch.nn.functional as F
 import torchattacks
 
-from attacks import CWA, LGV, SVRE, AdaEA, Ens, create_attack, list_attacks
+from attacks import CWA, LGV, PGD, SVRE, AdaEA, Ens, create_attack, list_attacks
 from attacks.registry import UnknownAttackError
 
-ATTACKS = {"Ens": Ens, "CWA": CWA, "AdaEA": AdaEA, "SVRE": SVRE, "LGV": LGV}
+ATTACKS = {"Ens": Ens, "CWA": CWA, "AdaEA": AdaEA, "SVRE": SVRE, "LGV": LGV, "PGD": PGD}
 CASES = [(name, norm, eps) for name in sorted(ATTACKS) for norm, eps in (("Linf", 8 / 255), ("L2", 0.5))
          if norm in ATTACKS[name].norms]
 
@@ -149,8 +151,12 @@ def test_bad_inputs(problem, tiny_models, batch):
         Ens(tiny_models)(images, labels)
 
 
-@pytest.mark.parametrize("name", sorted(ATTACKS))
-@pytest.mark.parametrize("kwargs", [{"eps": -0.1}, {"steps": 0}, {"alpha": -1.0}, {"decay": float("nan")}])
+BAD_COMMON_ARGUMENTS = [{"eps": -0.1}, {"steps": 0}, {"alpha": -1.0}, {"decay": float("nan")}]
+
+
+@pytest.mark.parametrize("name,kwargs", [  # every bad value of every argument the attack takes (PGD has no decay)
+    (name, kwargs) for name in sorted(ATTACKS) for kwargs in BAD_COMMON_ARGUMENTS
+    if set(kwargs) <= set(inspect.signature(ATTACKS[name]).parameters)])
 def test_every_attack_checks_common_arguments(name, kwargs, tiny_models):
     with pytest.raises(ValueError):
         ATTACKS[name](tiny_models, **kwargs)

@@ -76,7 +76,7 @@ def test_ensemble_aggregations():
     assert torch.allclose(Ensemble(members, "mean_logits")(x), stack.mean(1))
     assert torch.equal(Ensemble(members, "crossmax")(x), crossmax(stack))
     assert torch.equal(Ensemble(members, "crossmax", crossmax_k=3)(x), crossmax(stack, 3))
-    assert torch.equal(Ensemble(members).member_logits(x), stack)
+    assert torch.equal(Ensemble(members).predictor_logits(x), stack)
 
 
 @pytest.mark.parametrize("kwargs", [{"aggregation": "vote"}, {"aggregation": "mean_prob", "crossmax_k": 2},

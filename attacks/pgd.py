@@ -1,0 +1,52 @@
+"""PGD with Expectation over Transformation: the white-box baseline (Madry et al., ICLR 2018;
+Athalye et al., ICML 2018)."""
+from __future__ import annotations
+
+import torch
+
+from .ens import Ens
+from .registry import register_attack
+
+
+@register_attack
+class PGD(Ens):
+    r"""Projected gradient ascent on the models' loss, with the gradient averaged over EOT samples.
+
+    Update (Linf; L2 steps along the normalised gradient instead of its sign)::
+
+        g_t     = (1/S) sum_{s=1..S} grad_x CE(f(x_t), y)      # S = eot_samples fresh forward passes
+        x_{t+1} = clip_{x, eps}(x_t + alpha sign(g_t)), then clipped to [0, 1]
+
+    The projection is always around the clean image x. ``x_0`` is a uniform point in the
+    eps-ball (``random_start``). With S > 1 and a randomised model (one that draws new
+    noise, crops or input stacks at every call) each sample sees new randomness, which is
+    what EOT needs; with a deterministic model it only costs time. With several models the
+    loss is that of their fused output (as :class:`~attacks.Ens`): give the defense itself, or
+    an adaptive view of it, as the one model for a white-box attack.
+
+    Args:
+        models: the model(s) attacked (images in [0, 1] -> logits).
+        eps: perturbation budget (default 8/255).
+        alpha: step size (default 2.5 eps / steps, Madry et al.'s choice).
+        steps: iterations (default 50).
+        eot_samples: forward/backward passes averaged per step, S (default 1: plain PGD).
+        random_start: start from a uniform point in the eps-ball (default True).
+        fusion, weights, norm, targeted, seed: as for :class:`~attacks.Ens`.
+    """
+
+    def __init__(self, models, *, eps: float = 8 / 255, alpha: float | None = None, steps: int = 50,
+                 eot_samples: int = 1, fusion: str = "logits", weights=None, norm: str = "Linf",
+                 targeted: bool = False, random_start: bool = True, seed: int = 0):
+        if not isinstance(eot_samples, int) or isinstance(eot_samples, bool) or eot_samples < 1:
+            raise ValueError(f"eot_samples must be an integer >= 1, got {eot_samples!r}")
+        if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1 and alpha is None:
+            alpha = 2.5 * eps / steps
+        super().__init__(models, eps=eps, alpha=alpha, steps=steps, decay=0.0, fusion=fusion, weights=weights,
+                         norm=norm, targeted=targeted, random_start=random_start, seed=seed)
+        self.eot_samples = eot_samples
+
+    def gradient(self, images: torch.Tensor, x_adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros_like(x_adv)
+        for _ in range(self.eot_samples):
+            total += super().gradient(images, x_adv, labels)
+        return total / self.eot_samples
