@@ -31,9 +31,12 @@ from .leaderboard.format import fmt_eps
 from .metrics import accuracy, accuracy_metrics, perturbation_norms, predict
 from .store import ResultStore
 from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
+from .whitebox import attacked_model, is_randomised, whitebox_params
 from .zoo import CheckpointError, ModelSpec, TrainRecipe, get_method, resolve_derived, resolve_model
 from .zoo.derived import describe as describe_derived
 
+WHITEBOX_TARGETS = {"defense": "white-box: each defense itself",
+                    "adaptive": "white-box: each defense's mean of logits (adaptive)"}
 DEFAULT_CACHE = Path.home() / ".cache" / "robustbench_ens" / "models"
 STORE_FILE = "results.sqlite"
 ADV_FOLDER = "adv"
@@ -82,24 +85,24 @@ def run_suite(config: RunConfig) -> RunResult:
     versions = environment.versions()
 
     models, provenance = resolve_models(suite, data, config, device)
-    _check_attacks(suite, models)
     defenses = build_defenses(suite, models, device)
+    _check_attacks(suite, models, defenses)
     identity = {name: _model_identity(name, provenance[name]) for name in models}
     cells = _grid(suite, data.sha256, identity)
     finished = store.finished_ids()
     result = RunResult(cells=None, skipped=sum(c.cell_id in finished for c in cells))
 
-    adversarial_sets = _AdversarialSets(suite, models, images, labels, store, config.out_dir / ADV_FOLDER, device,
-                                        config.progress)
+    adversarial_sets = _AdversarialSets(suite, models, defenses, images, labels, store,
+                                        config.out_dir / ADV_FOLDER, device, config.progress)
     evaluator = _Evaluator(images, labels, defenses, suite.batch_size, device)
     bar = tqdm(total=len(cells), initial=result.skipped, desc=f"{suite.name} grid", unit="cell",
                disable=not config.progress)
-    for (attack_name, eps), group in _by_adv_set(cells):
+    for group in _by_adv_set(cells):
         pending = [c for c in group if c.cell_id not in finished]
         if not pending:
             continue
         try:
-            x_adv, craft_time = adversarial_sets.get(attack_name, eps, pending[0].adv_key)
+            x_adv, craft_time = adversarial_sets.get(pending[0])
         except Exception as error:  # a failed crafting fails its cells; the grid goes on
             x_adv, craft_time, craft_error = None, 0.0, error
         else:
@@ -191,14 +194,16 @@ def _discard_results(out_dir: Path) -> None:
     shutil.rmtree(out_dir / ADV_FOLDER, ignore_errors=True)
 
 
-def _check_attacks(suite: Suite, models: dict) -> None:
+def _check_attacks(suite: Suite, models: dict, defenses: dict) -> None:
     """Builds every attack once so that a bad name or parameter stops the run before any work."""
     for entry in suite.attacks:
         if "eps" in entry.params or "norm" in entry.params:
             raise SuiteError(f"attack {entry.name!r}: set eps and norm under [threat], not in params")
+        targets = [attacked_model(entry, next(iter(defenses.values())))] if entry.whitebox else \
+            expand_models(models, entry.surrogates)
         try:  # an unknown name raises UnknownAttackError (with the closest names) from create_attack
-            create_attack(entry.attack, expand_models(models, entry.surrogates), eps=suite.eps[0], norm=suite.norm,
-                          seed=suite.seed, **entry.params)
+            create_attack(entry.attack, targets, eps=suite.eps[0], norm=suite.norm, seed=suite.seed,
+                          **whitebox_params(entry, randomised=True) if entry.whitebox else entry.params)
         except (TypeError, ValueError) as error:
             raise SuiteError(f"attack {entry.name!r} ({entry.attack}): {error}") from None
 
@@ -217,19 +222,23 @@ def _grid(suite: Suite, data_sha256: str, identity: dict) -> list[Cell]:
               "seed": suite.seed}
     defense_ids = {d.name: _defense_payload(d, identity) for d in suite.defenses}
     cells = []
-    rows = [(None, 0.0)] + [(a, eps) for a in suite.attacks for eps in suite.eps]
+    rows = [(None, 0.0)] + [(a, eps) for a in suite.attacks for eps in a.eps_values(suite.eps)]
     for attack, eps in rows:
         attack_payload = _attack_payload(attack, identity) if attack else CLEAN
-        adv_key = _fingerprint({**common, "attack": attack_payload, "eps": eps})
+        shared_key = _fingerprint({**common, "attack": attack_payload, "eps": eps})
         for defense in suite.defenses:
+            # a transfer set serves every defense; a white-box set is crafted on (and for) one defense
+            adv_key = _fingerprint({"shared": shared_key, "defense": defense_ids[defense.name]}) \
+                if attack is not None and attack.whitebox else shared_key
             cell_id = _fingerprint({"adv": adv_key, "defense": defense_ids[defense.name]})
             cells.append(Cell(attack.name if attack else CLEAN, eps, defense.name, cell_id, adv_key))
     return cells
 
 
 def _attack_payload(attack: AttackEntry, identity: dict) -> dict:
-    return {"name": attack.name, "attack": attack.attack, "params": attack.params,
-            "surrogates": [identity[m] for m in attack.surrogates]}
+    payload = {"name": attack.name, "attack": attack.attack, "params": attack.params,
+               "surrogates": [identity[m] for m in attack.surrogates]}
+    return {**payload, "on": attack.on, "eot": attack.eot} if attack.whitebox else payload
 
 
 def _defense_payload(defense: DefenseEntry, identity: dict) -> dict:
@@ -238,46 +247,65 @@ def _defense_payload(defense: DefenseEntry, identity: dict) -> dict:
 
 
 def _by_adv_set(cells: list[Cell]):
-    groups: dict[tuple[str, float], list[Cell]] = {}
+    """The cells grouped by the adversarial set they evaluate, in grid order."""
+    groups: dict[str, list[Cell]] = {}
     for cell in cells:
-        groups.setdefault((cell.attack, cell.eps), []).append(cell)
-    return groups.items()
+        groups.setdefault(cell.adv_key, []).append(cell)
+    return groups.values()
 
 
 class _AdversarialSets:
-    """Each (attack, eps) set: reloaded from ``folder`` if saved, else crafted in batches and saved."""
+    """Each adversarial set: reloaded from ``folder`` if saved, else crafted in batches and saved.
 
-    def __init__(self, suite: Suite, models: dict, images, labels, store: ResultStore, folder: Path, device,
-                 progress: bool):
-        self.suite, self.models, self.images, self.labels = suite, models, images, labels
+    A transfer set is crafted once on its surrogates; a white-box set once per defense, on
+    the defense (or its adaptive view), with EOT if the defense's forward pass is random.
+    """
+
+    def __init__(self, suite: Suite, models: dict, defenses: dict, images, labels, store: ResultStore, folder: Path,
+                 device, progress: bool):
+        self.suite, self.models, self.defenses, self.images, self.labels = suite, models, defenses, images, labels
         self.store, self.folder, self.device, self.progress = store, folder, device, progress
         self.crafted: list[tuple[str, float]] = []
+        self._randomised: dict[str, bool] = {}
 
-    def get(self, attack_name: str, eps: float, adv_key: str) -> tuple[torch.Tensor, float]:
-        """The adversarial images and the seconds their crafting took."""
-        if attack_name == CLEAN:
+    def get(self, cell: Cell) -> tuple[torch.Tensor, float]:
+        """The adversarial images of ``cell`` and the seconds their crafting took."""
+        if cell.attack == CLEAN:
             return self.images, 0.0
-        record = self.store.adv_set(adv_key)
+        record = self.store.adv_set(cell.adv_key)
         if record and Path(record["path"]).is_file():
             return load_file(record["path"])["x_adv"], record["craft_time_s"]
-        x_adv, craft_time = self._craft(next(a for a in self.suite.attacks if a.name == attack_name), eps)
-        path = self.folder / f"{adv_key}.safetensors"
+        x_adv, craft_time = self._craft(next(a for a in self.suite.attacks if a.name == cell.attack), cell)
+        path = self.folder / f"{cell.adv_key}.safetensors"
         atomic.write_with(path, lambda tmp: save_file({"x_adv": x_adv}, str(tmp),
-                                                      metadata={"attack": attack_name, "eps": repr(eps)}))
-        self.store.put_adv_set({"adv_key": adv_key, "suite": self.suite.name, "attack": attack_name, "eps": eps,
-                                "n": len(x_adv), "path": str(path), "craft_time_s": craft_time, "created_at": _now()})
-        self.crafted.append((attack_name, eps))
+                                                      metadata={"attack": cell.attack, "eps": repr(cell.eps)}))
+        self.store.put_adv_set({"adv_key": cell.adv_key, "suite": self.suite.name, "attack": cell.attack,
+                                "eps": cell.eps, "n": len(x_adv), "path": str(path), "craft_time_s": craft_time,
+                                "created_at": _now()})
+        self.crafted.append((cell.attack, cell.eps))
         return x_adv, craft_time
 
-    def _craft(self, entry: AttackEntry, eps: float) -> tuple[torch.Tensor, float]:
-        attack = create_attack(entry.attack, expand_models(self.models, entry.surrogates), eps=eps,
-                               norm=self.suite.norm, seed=self.suite.seed, **entry.params)
+    def randomised(self, defense: str) -> bool:
+        if defense not in self._randomised:
+            self._randomised[defense] = is_randomised(self.defenses[defense], self.images[:8].to(self.device))
+        return self._randomised[defense]
+
+    def _craft(self, entry: AttackEntry, cell: Cell) -> tuple[torch.Tensor, float]:
+        if entry.whitebox:
+            randomised = self.randomised(cell.defense)
+            models = [attacked_model(entry, self.defenses[cell.defense])]
+            params, where = whitebox_params(entry, randomised), \
+                f"{cell.defense} ({entry.on}{', randomised: EOT' if randomised else ''})"
+        else:
+            models = expand_models(self.models, entry.surrogates)
+            params, where = entry.params, f"{len(models)} surrogate{'s' * (len(models) != 1)}"
+        attack = create_attack(entry.attack, models, eps=cell.eps, norm=self.suite.norm, seed=self.suite.seed,
+                               **params)
         started = time.perf_counter()
         x_adv = craft(attack, self.images, self.labels, self.suite.batch_size, self.device,
-                      desc=f"crafting {entry.name} eps={fmt_eps(eps)}", progress=self.progress)
+                      desc=f"crafting {entry.name} eps={fmt_eps(cell.eps)}", progress=self.progress)
         craft_time = time.perf_counter() - started
-        count = len(attack.models)
-        tqdm.write(f"crafted {entry.name} eps={fmt_eps(eps)} on {count} surrogate{'s' * (count != 1)}: "
+        tqdm.write(f"crafted {entry.name} eps={fmt_eps(cell.eps)} on {where}: "
                    f"{len(self.images)} images in {craft_time:.1f} s")
         return x_adv, craft_time
 
@@ -341,7 +369,7 @@ def _setting(suite, data, images, labels, models, provenance, cells, device, ver
         "threat": {"norm": suite.norm, "eps": list(suite.eps), "headline_eps": suite.headline_eps},
         "seeds": [suite.seed],
         "attacks": [{"name": a.name, "class": get_attack(a.attack).__name__, "params": a.params,
-                     "surrogates": list(a.surrogates)} for a in suite.attacks],
+                     "surrogates": list(a.surrogates) or [WHITEBOX_TARGETS[a.on]]} for a in suite.attacks],
         "surrogates": [{"name": name, "arch": provenance[name].get("arch"), "origin": provenance[name].get("origin"),
                         "source": _origin_text(provenance[name]), "sha256": provenance[name].get("sha256"),
                         "clean_acc": surrogate_acc[name]} for name in surrogates],

@@ -31,6 +31,14 @@ other suite by its path. Schema (every table is checked; unknown keys are errors
     attack = "ens"                           # registry name
     params = { steps = 10 }
     surrogates = [...]                       # optional; defaults to the top-level list
+    eps = ["8/255"]                          # optional: a subset of [threat] eps
+
+    [[attacks]]                              # a white-box attack: crafted per defense
+    name = "PGD-adaptive"
+    attack = "pgd"
+    on = "adaptive"                          # "surrogates" (transfer, the default), "defense"
+                                             # (the defense itself) or "adaptive" (its adaptive view)
+    eot = 10                                 # EOT samples against a randomised defense (detected)
 
     [[defenses]]
     name = "baseline"   kind = "ensemble"   members = ["m0", "m1", "m2"]   params = {}
@@ -65,12 +73,26 @@ class ModelEntry:
     params: dict = field(default_factory=dict)  # the method's options
 
 
+ATTACK_TARGETS = ("surrogates", "defense", "adaptive")  # what an attack's gradients come from
+
+
 @dataclass(frozen=True)
 class AttackEntry:
     name: str
     attack: str
     params: dict
     surrogates: tuple[str, ...]
+    on: str = "surrogates"  # "surrogates": a transfer attack; "defense" / "adaptive": white-box, per defense
+    eps: tuple[float, ...] | None = None  # a subset of the suite's eps; None: all of them
+    eot: int = 10  # white-box: EOT samples used against a defense whose forward pass is random
+
+    @property
+    def whitebox(self) -> bool:
+        return self.on != "surrogates"
+
+    def eps_values(self, suite_eps) -> list[float]:
+        """The budgets this attack runs at: the suite's, or the subset it names."""
+        return [e for e in suite_eps if self.eps is None or e in self.eps]
 
 
 @dataclass(frozen=True)
@@ -194,6 +216,9 @@ def parse_suite(raw: dict, source: str) -> Suite:
         train=dict(top.get("train", {})), models=models, attacks=attacks, defenses=defenses)
     for table in (top, data, threat, run):
         table.reject_unknown()
+    for attack in attacks:  # checked here, not after --eps overrides, which may leave an attack without its eps
+        if attack.eps is not None and (not attack.eps or not set(attack.eps) <= set(eps)):
+            raise SuiteError(f"{source}: attack {attack.name!r}: eps must be a non-empty subset of threat.eps")
     return _checked(suite)
 
 
@@ -249,9 +274,17 @@ def _names(value, where: str) -> tuple[str, ...]:
 
 def _attack_entry(index: int, spec, default_surrogates, source: str) -> AttackEntry:
     table = _Table(spec, f"{source} [[attacks]] #{index + 1}")
+    on = str(table.get("on", "surrogates"))
+    if on not in ATTACK_TARGETS:
+        raise SuiteError(f"{table.where}: on must be one of {', '.join(ATTACK_TARGETS)}, got {on!r}")
+    if on != "surrogates" and "surrogates" in table.raw:
+        raise SuiteError(f"{table.where}: a white-box attack (on = {on!r}) takes no surrogates")
+    eps = table.get("eps")
     entry = AttackEntry(name=str(table.require("name")), attack=str(table.require("attack")),
                         params=dict(table.get("params", {})),
-                        surrogates=tuple(table.get("surrogates", default_surrogates)))
+                        surrogates=tuple(table.get("surrogates", default_surrogates)) if on == "surrogates" else (),
+                        on=on, eps=None if eps is None else tuple(parse_eps(e) for e in eps),
+                        eot=_positive_int(table.get("eot", 10), f"{table.where} eot"))
     table.reject_unknown()
     return entry
 
@@ -279,8 +312,9 @@ def _checked(suite: Suite) -> Suite:
     if any(a.name.lower() == CLEAN for a in suite.attacks):
         raise SuiteError(f"{where}: the attack name {CLEAN!r} is reserved for the no-attack row")
     for attack in suite.attacks:
-        if not attack.surrogates:
+        if not attack.whitebox and not attack.surrogates:
             raise SuiteError(f"{where}: attack {attack.name!r} has no surrogates (set surrogates = [...])")
+
     for name, entry in suite.models.items():
         bad = [b for b in entry.bases if b not in suite.models or suite.models[b].method]
         if bad:

@@ -189,10 +189,12 @@ def test_a_suite_can_name_every_registered_attack(tmp_path, slice_path, models_p
 
     params = {"cwa": "steps = 1, inner_step_size = 50.0, outer_norm = \"sample\"",
               "adaea": "steps = 1, agm_granularity = \"sample\", threshold = -0.3",
-              "svre": "steps = 1, inner_steps = 2", "ens": "steps = 1", "lgv": "steps = 2"}
+              "svre": "steps = 1, inner_steps = 2", "ens": "steps = 1", "lgv": "steps = 2", "pgd": "steps = 2",
+              "autoattack": "version = \"custom\", attacks = [\"apgd-ce\"], n_iter = 2"}
+    whitebox = {"pgd", "autoattack"}  # they take the defense itself, not surrogates
     assert set(params) == set(list_attacks())
     attacks_toml = "\n".join(f'[[attacks]]\nname = "{name}"\nattack = "{name}"\nparams = {{ {p} }}\n'
-                             for name, p in params.items())
+                             + ('on = "defense"\n' if name in whitebox else "") for name, p in params.items())
     _, result = _run_two_model_suite(tmp_path, slice_path, models_path, name="all", surrogates='["a", "b"]',
                                      target="a", extra=attacks_toml)
     assert result.failed == 0 and len(result.crafted) == len(params)
@@ -246,7 +248,7 @@ train = { epochs = 1, batch_size = 16, n_train = 32, lr = 0.01 }
 [models.self_ensemble]
 method = "self_ensemble"
 from = ["base0"]
-params = { head_blocks = [8], k = 1 }
+params = { head_blocks = [8], k = 2 }
 train.backbone = { epochs = 1, batch_size = 16, n_train = 32, lr = 0.01 }
 train.heads = { epochs = 1, batch_size = 16, n_train = 32 }
 [[defenses]]
@@ -265,6 +267,17 @@ members = ["self_ensemble"]
 name = "Ens"
 attack = "ens"
 params = { steps = 2 }
+[[attacks]]
+name = "PGD"
+attack = "pgd"
+on = "defense"
+eot = 3
+params = { steps = 2 }
+[[attacks]]
+name = "PGD-adaptive"
+attack = "pgd"
+on = "adaptive"
+params = { steps = 2 }
 """
 
 
@@ -277,7 +290,18 @@ def test_defenses_trained_by_the_suite_are_made_once_then_read_from_the_cache(tm
         (folder,) = (tmp_path / "cache").glob(f"{name}-*")
         assert len(list(folder.glob("member_*.safetensors"))) == count
         assert (folder / "collection.json").is_file() and not (folder / "work").exists()
+    out = capsys.readouterr().out
+    # white-box sets: one per defense; EOT only against the randomised self-ensemble
+    assert "crafted PGD eps=8/255 on CrossMax (defense, randomised: EOT)" in out
+    assert "crafted PGD eps=8/255 on DVERGE (defense):" in out
+    assert "crafted PGD-adaptive eps=8/255 on CrossMax (adaptive, randomised: EOT)" in out
+    whitebox = result.cells[result.cells["attack"].str.startswith("PGD")]
+    assert len(whitebox) == 2 * 4 and whitebox["adv_key"].nunique() == 8
+    assert (whitebox["linf_max"] <= 8 / 255 + 1e-6).all()
+    transfer = result.cells[result.cells["attack"] == "Ens"]
+    assert transfer["adv_key"].nunique() == 1, "a transfer set serves every defense"
     page = (tmp_path / "lb" / "README.md").read_text()
+    assert "white-box: each defense's mean of logits (adaptive)" in page
     for words in ("DVERGE-trained here from 2 trained members", "fine-tuned here: 2 trained model(s)",
                   "self-ensemble trained here from a trained model"):
         assert words in page

@@ -75,6 +75,9 @@ def test_minimal_suite_file(tmp_path):
 
 @pytest.mark.parametrize("extra,match", [
     ("[data]\nn_exampels = 3\n", "unknown key.*n_exampels"),
+    ("[[attacks]]\nname = \"W\"\nattack = \"pgd\"\non = \"model\"\n", "on must be one of surrogates, defense"),
+    ("[[attacks]]\nname = \"W\"\nattack = \"pgd\"\non = \"defense\"\nsurrogates = [\"a\"]\n", "takes no surrogates"),
+    ("[[attacks]]\nname = \"W\"\nattack = \"pgd\"\neps = [\"16/255\"]\n", "non-empty subset of threat.eps"),
     ("[[defenses]]\nname = \"d\"\nmembers = [\"zz\"]\n", "repeated: d|zz"),
     ("[[defenses]]\nname = \"e\"\nmembers = [\"zz\"]\n", "zz not defined"),
     ("[threat]\neps = [\"8\"]\n", "8/255"),
@@ -111,3 +114,16 @@ def test_a_derived_model_brings_its_bases(tmp_path):
     entry = suite.models["l"]
     assert (entry.method, entry.bases, entry.params, entry.train) == ("lgv", ("b", "a"), {"samples_per_epoch": 2},
                                                                       {"epochs": 3})
+
+
+def test_white_box_entries_and_eps_subsets(tmp_path):
+    text = MINIMAL.replace("[models.a]", '[threat]\neps = ["4/255", "8/255"]\n[models.a]') + \
+        '[[attacks]]\nname = "PGD"\nattack = "pgd"\non = "adaptive"\neot = 4\neps = ["8/255"]\n'
+    suite = load_suite(str(_write(tmp_path, text)))
+    transfer, pgd = suite.attacks
+    assert not transfer.whitebox and transfer.eps_values(suite.eps) == [4 / 255, 8 / 255]
+    assert pgd.whitebox and (pgd.on, pgd.eot, pgd.surrogates) == ("adaptive", 4, ())
+    assert pgd.eps_values(suite.eps) == [8 / 255]
+    assert suite.model_names() == ["a"]
+    narrowed = apply_overrides(suite, eps=["4/255"])  # a CLI --eps may leave an attack without its budgets
+    assert narrowed.attacks[1].eps_values(narrowed.eps) == []

@@ -134,3 +134,19 @@ def test_on_a_toy_crossmax_self_ensemble_the_adaptive_attack_beats_plain_pgd(sli
     adaptive = accuracy(PGD(adaptive_view(model), eps=2 / 255, steps=5)(images, labels))
     assert accuracy(images) > 0.8
     assert adaptive < plain - 0.05, (plain, adaptive)
+
+
+def test_a_random_forward_pass_is_detected_and_gets_eot():
+    from robustbench_ens.suite import AttackEntry
+    from robustbench_ens.whitebox import is_randomised, whitebox_params
+
+    images, _ = _batch(4)
+    plain, noisy = TinyNet().eval(), Noisy(TinyNet()).eval()
+    assert not is_randomised(plain, images) and is_randomised(noisy, images)
+    assert not noisy.training, "eval mode is restored"
+    pgd = AttackEntry(name="PGD", attack="pgd", params={"steps": 5}, surrogates=(), on="defense", eot=7)
+    assert whitebox_params(pgd, randomised=False) == {"steps": 5}
+    assert whitebox_params(pgd, randomised=True) == {"steps": 5, "eot_samples": 7}
+    aa = AttackEntry(name="AA", attack="autoattack", params={}, surrogates=(), on="defense")
+    assert whitebox_params(aa, randomised=True) == {"version": "rand"}
+    assert whitebox_params(aa, randomised=False) == {}
