@@ -35,6 +35,7 @@ from .whitebox import attacked_model, is_randomised, whitebox_params
 from .zoo import CheckpointError, ModelSpec, TrainRecipe, get_method, resolve_derived, resolve_model
 from .zoo.derived import describe as describe_derived
 
+ATTACK_KINDS = {"surrogates": "transfer", "defense": "white-box", "adaptive": "adaptive"}
 WHITEBOX_TARGETS = {"defense": "white-box: each defense itself",
                     "adaptive": "white-box: each defense's mean of logits (adaptive)"}
 DEFAULT_CACHE = Path.home() / ".cache" / "robustbench_ens" / "models"
@@ -123,7 +124,9 @@ def run_suite(config: RunConfig) -> RunResult:
     result.crafted = adversarial_sets.crafted
     result.cells = store.cells([c.cell_id for c in cells])
     if config.leaderboard_dir is not None:
-        setting = _setting(suite, data, images, labels, models, provenance, result.cells, device, versions, config)
+        randomised = {name: adversarial_sets.randomised(name) for name in defenses}
+        setting = _setting(suite, data, images, labels, models, provenance, result.cells, device, versions, config,
+                           randomised)
         result.leaderboard_files = write_leaderboard(result.cells, setting, config.leaderboard_dir)
     return result
 
@@ -354,7 +357,7 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _setting(suite, data, images, labels, models, provenance, cells, device, versions, config) -> dict:
+def _setting(suite, data, images, labels, models, provenance, cells, device, versions, config, randomised) -> dict:
     clean = cells[cells["attack"] == CLEAN].set_index("defense")["clean_acc"].to_dict()
     surrogates = list(dict.fromkeys(m for a in suite.attacks for m in a.surrogates))
     surrogate_acc = {name: _mean_accuracy(expand_models(models, [name]), images, labels, suite.batch_size, device)
@@ -369,13 +372,14 @@ def _setting(suite, data, images, labels, models, provenance, cells, device, ver
         "threat": {"norm": suite.norm, "eps": list(suite.eps), "headline_eps": suite.headline_eps},
         "seeds": [suite.seed],
         "attacks": [{"name": a.name, "class": get_attack(a.attack).__name__, "params": a.params,
-                     "surrogates": list(a.surrogates) or [WHITEBOX_TARGETS[a.on]]} for a in suite.attacks],
+                     "surrogates": list(a.surrogates) or [WHITEBOX_TARGETS[a.on]], "kind": ATTACK_KINDS[a.on],
+                     "eps": a.eps_values(suite.eps), "eot": a.eot if a.whitebox else None} for a in suite.attacks],
         "surrogates": [{"name": name, "arch": provenance[name].get("arch"), "origin": provenance[name].get("origin"),
                         "source": _origin_text(provenance[name]), "sha256": provenance[name].get("sha256"),
                         "clean_acc": surrogate_acc[name]} for name in surrogates],
         "defenses": [{"name": d.name, "kind": d.kind, "params": d.params, "members": list(d.members),
                       "origin": "; ".join(f"{m}: {_origin_text(provenance[m])}" for m in d.members),
-                      "clean_acc": clean.get(d.name)} for d in suite.defenses],
+                      "clean_acc": clean.get(d.name), "randomised": randomised[d.name]} for d in suite.defenses],
         "runtime_s": float(compute_s), "command": config.command,
     }
 

@@ -93,7 +93,7 @@ def make_setting() -> dict:
     }
 
 
-OUTPUTS = {"README.md", "index.html", "heatmap.png", "robust_vs_eps.png", "matrix.csv",
+OUTPUTS = {"README.md", "entries.json", "index.html", "heatmap.png", "robust_vs_eps.png", "matrix.csv",
            "defenses.csv", "attacks.csv", "cells.csv", "leaderboard.json"}
 
 
@@ -342,3 +342,67 @@ def test_the_caveat_names_crossmax_defenses_as_transfer_only():
     text = caveat(build(make_cells(), setting), setting)
     assert "ens-a, ens-b aggregate with CrossMax" in text and "not a robustness claim" in text
     assert "upper bound on its white-box robustness" in text
+    assert "White-box attacks" not in text
+    _kinds(setting, **{"pgd-ens": "adaptive"})
+    text = caveat(build(make_cells(), setting), setting)
+    assert "White-box attacks are crafted on each defense itself" in text
+    assert "ens-a, ens-b aggregate with CrossMax" in text and "read their rows under the adaptive attack" in text
+
+
+def _kinds(setting: dict, **kinds) -> dict:
+    setting["attacks"] = [{**a, "kind": kinds.get(a["name"], "transfer")} for a in setting["attacks"]]
+    return setting
+
+
+def test_masking_check_flags_a_transfer_attack_beating_the_white_box_one(tmp_path):
+    setting = _kinds(make_setting(), **{"pgd-ens": "white-box"})
+    lb = build(make_cells(), setting)
+    assert lb.masking["ens-a"] == [] and lb.masking["ens-b"] == []
+    assert lb.masking[XSS] == ["at 4/255 the transfer attack mi-fgsm (60.0 %) beats every white-box attack (65.0 %)",
+                               "at 8/255 the transfer attack mi-fgsm (45.0 %) beats every white-box attack (50.0 %)"]
+    assert build(make_cells(), make_setting()).masking[XSS] == [], "no white-box attack: nothing to check"
+    out = tmp_path / "lb"
+    write_leaderboard(make_cells(), setting, out)
+    ranking = _section((out / "README.md").read_text(encoding="utf-8"), "## Defense ranking")
+    assert "⚠ gradient masking? at 4/255 the transfer attack mi-fgsm" in ranking
+    entries = json.loads((out / "entries.json").read_text())
+    entry = next(e for e in entries if e["name"] == "ens-b")
+    assert entry["adaptive_worst_case"] == pytest.approx(0.30) and entry["autoattack_acc"] is None
+    assert entry["eps"] == pytest.approx(E8) and entry["masking_warnings"] == []
+
+
+def _grid_cells(robust: dict) -> pd.DataFrame:
+    """Cells from {(attack, eps, defense): robust accuracy}, clean accuracy 1.0."""
+    rows = [dict(suite="toy", attack=a, eps=e, defense=d, seed=0, n=64, clean_acc=1.0, robust_acc=r,
+                 success_rate=1 - r, status="ok") for (a, e, d), r in robust.items()]
+    rows += [dict(suite="toy", attack="clean", eps=0.0, defense=d, seed=0, n=64, clean_acc=1.0, robust_acc=1.0,
+                  success_rate=0.0, status="ok") for d in {d for _, _, d in robust}]
+    return pd.DataFrame(rows)
+
+
+def test_masking_checks_fire_on_a_masked_toy_model_and_stay_quiet_on_a_plain_one():
+    import torch
+    from torch import nn
+
+    from attacks import PGD, Ens
+    from tests.conftest import TinyNet
+    from tests.test_whitebox import Quantised
+
+    net = TinyNet().eval()
+    defenses = {"plain": net, "masked": nn.Sequential(Quantised(), net).eval()}
+    images = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    robust = {}
+    for name, model in defenses.items():
+        labels = model(images).argmax(1)
+        accuracy = lambda x: (model(x).argmax(1) == labels).float().mean().item()  # noqa: E731,B023
+        for eps in (E4, E8):
+            robust[("PGD", eps, name)] = accuracy(PGD(model, eps=eps, steps=10)(images, labels))
+            robust[("Ens", eps, name)] = accuracy(Ens(net, eps=eps, steps=10)(images, labels))  # from the bare net
+    robust[("PGD", 64 / 255, "masked")] = robust[("PGD", E8, "masked")]  # PGD cannot move at any eps
+    robust[("PGD", 64 / 255, "plain")] = 0.0
+    setting = {"suite": "toy", "threat": {"norm": "Linf"}, "attacks": [
+        {"name": "PGD", "kind": "white-box"}, {"name": "Ens", "kind": "transfer"}]}
+    lb = build(_grid_cells(robust), setting)
+    assert lb.masking["plain"] == []
+    warnings = " | ".join(lb.masking["masked"])
+    assert "the transfer attack Ens" in warnings and "at the large eps 64/255" in warnings

@@ -40,7 +40,7 @@ th[aria-sort]::after { content: " \\2195"; color: #a0a7b0; }
 th[aria-sort="ascending"]::after { content: " \\25B2"; color: var(--fg); }
 th[aria-sort="descending"]::after { content: " \\25BC"; color: var(--fg); }
 td.failed { background: var(--failed); color: var(--failed-fg); font-weight: 600; }
-td.partial, td.incomplete { background: var(--warn); }
+td.partial, td.incomplete, td.warning { background: var(--warn); }
 table.kv td:first-child { font-weight: 600; white-space: nowrap; }
 table.kv td { word-break: break-word; }
 figure { margin: 1em 0 2em; }

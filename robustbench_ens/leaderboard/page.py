@@ -19,6 +19,7 @@ DOWNLOADS = (("matrix.csv", "robust accuracy matrix, wide per eps"),
              ("attacks.csv", "attack ranking"),
              ("cells.csv", "every grid cell as run, failed ones included"),
              ("leaderboard.json", "everything above, machine-readable"),
+             ("entries.json", "one RobustBench-style entry per defense: clean, AutoAttack and worst-case accuracy"),
              ("index.html", "this page as one self-contained HTML file"))
 
 
@@ -108,18 +109,33 @@ def summary(lb: Leaderboard, setting: dict) -> str:
 
 
 def caveat(lb: Leaderboard, setting: dict) -> str:
+    kinds = {a.get("kind", "transfer") for a in setting.get("attacks", [])}
+    whitebox = bool(kinds & {"white-box", "adaptive"})
+    parts = [f"Robust accuracy is measured on the first {n_text(lb, setting)} test points only."]
+    if "transfer" in kinds or not kinds:
+        parts.append("Transfer attacks are crafted on the surrogate models and then evaluated on each defense, which "
+                     "the attacker never queries; alone, a defense's robust accuracy under them is an upper bound on "
+                     "its white-box robustness.")
+    if whitebox:
+        parts.append("White-box attacks are crafted on each defense itself (adaptive ones on the mean of its "
+                     "members' or predictors' logits, in place of its aggregation), with EOT against a defense "
+                     "whose forward pass is random, and evaluated on the defense; a defense's headline is its worst "
+                     "case over all attacks. '⚠ gradient masking?' marks a defense whose results fail a sanity "
+                     "check (a transfer attack beating every white-box one, robust accuracy rising with eps, or "
+                     "not near 0 at a large eps).")
     crossmax = [d["name"] for d in setting.get("defenses", [])
                 if d.get("kind") == "self_ensemble" or (d.get("params") or {}).get("aggregation") == "crossmax"]
-    masking = (f" {', '.join(crossmax)} aggregate{'s' * (len(crossmax) == 1)} with CrossMax, which was shown to mask "
-               "gradients (Zhang et al., arXiv 2411.14834): its numbers here are transfer numbers only, "
-               "not a robustness claim." if crossmax else "")
-    return (f"Robust accuracy is measured on the first {n_text(lb, setting)} test points only. "
-            "The attacks are transfer attacks: the adversarial examples are crafted on the "
-            "surrogate models and then evaluated on each defense, which the attacker never queries; "
-            "a defense's robust accuracy here is an upper bound on its white-box robustness." + masking +
-            " Percentages; with several seeds a cell shows the mean over seeds ± the sample standard "
-            "deviation. A cell whose run failed is shown as 'failed' and never enters an average; "
-            "'—' marks a cell that was not run.")
+    if crossmax:
+        verb = "aggregates" if len(crossmax) == 1 else "aggregate"
+        its = "its" if len(crossmax) == 1 else "their"
+        read = f"read {its} rows under the adaptive attack" if "adaptive" in kinds else \
+            f"{its} numbers here are transfer numbers only, not a robustness claim"
+        parts.append(f"{', '.join(crossmax)} {verb} with CrossMax, which was shown to mask gradients (Zhang et al., "
+                     f"arXiv 2411.14834): {read}.")
+    parts.append("Percentages; with several seeds a cell shows the mean over seeds ± the sample standard "
+                 "deviation. A cell whose run failed is shown as 'failed' and never enters an average; "
+                 "'—' marks a cell that was not run.")
+    return " ".join(parts)
 
 
 def build_page(lb: Leaderboard, setting: dict) -> list[Block]:

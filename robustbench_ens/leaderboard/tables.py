@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .checks import masking_warnings
 from .format import canonical_eps, fmt_eps
 
 CLEAN = "clean"
@@ -158,6 +159,7 @@ class Leaderboard:
     attack_ranking: list[dict] = field(default_factory=list)
     n_points: list[int] = field(default_factory=list)
     seeds: list = field(default_factory=list)
+    masking: dict[str, list[str]] = field(default_factory=dict)  # defense -> failed gradient-masking checks
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -340,6 +342,7 @@ def build(cells: pd.DataFrame, setting: dict) -> Leaderboard:
     lb.defense_ranking = defense_ranking(lb, defenses)
     lb.defenses = [r["defense"] for r in lb.defense_ranking]
     lb.attack_ranking = attack_ranking(lb, setting)
+    lb.masking = masking_warnings(lb, setting)
     return lb
 
 

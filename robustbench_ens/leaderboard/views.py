@@ -110,7 +110,8 @@ def defense_table(lb: Leaderboard) -> DisplayTable:
         row = [_rank_cell(r), Cell(r["defense"]), stat_cell(lb.clean_acc.get(r["defense"], MISSING)),
                _worst_cell(head), Cell(r["strongest_attack"] or DASH)]
         row += [_worst_cell(r["by_eps"][fmt_eps(e)]) for e in lb.other_eps]
-        rows.append(row + [_notes_cell({fmt_eps(e): r["by_eps"][fmt_eps(e)] for e in lb.eps_list}, "attacks")])
+        notes = _notes_cell({fmt_eps(e): r["by_eps"][fmt_eps(e)] for e in lb.eps_list}, "attacks")
+        rows.append(row + [_with_masking(notes, lb.masking.get(r["defense"], []))])
     cols, rows = _drop_empty_notes(cols, rows)
     numeric = {"Rank", "Clean acc (%)", worst_col} | {c for c in cols if c.startswith("Worst case @")}
     return make_table("defense-ranking", cols, rows, numeric)
@@ -124,6 +125,14 @@ def _notes_cell(by_eps: dict, kind: str) -> Cell:
         if text:
             notes.append(f"{label}: {text}")
     return Cell(" | ".join(notes))
+
+
+def _with_masking(notes: Cell, warnings: list[str]) -> Cell:
+    """The notes, led by a warning for every failed gradient-masking check."""
+    if not warnings:
+        return notes
+    text = "⚠ gradient masking? " + "; ".join(warnings)
+    return Cell(f"{text} | {notes.text}" if notes.text else text, flag="warning")
 
 
 def _drop_empty_notes(cols: list[str], rows: list[list[Cell]]) -> tuple[list[str], list[list[Cell]]]:

@@ -1,0 +1,63 @@
+"""Gradient-masking checks, read off a leaderboard's cells (after Carlini et al., "On Evaluating
+Adversarial Robustness", 2019).
+
+A white-box attack that works sees robust accuracy fall as eps grows, reach about 0 at a
+large eps, and beats any transfer attack, which knows less. Where the cells say otherwise,
+the defense's white-box numbers are suspect (masked or obfuscated gradients) and its row gets
+a warning. Checks need the cells they compare: a white-box attack at several eps, at a large
+eps, and transfer attacks at the same eps.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .format import fmt_eps
+
+if TYPE_CHECKING:
+    from .tables import Leaderboard
+
+TOLERANCE = 0.01  # a difference smaller than this (1 point) is noise, not a failed check
+LARGE_EPS = {"Linf": 64 / 255, "L2": 4.0}  # a budget at which a working attack leaves about 0 %
+NEAR_ZERO = 0.05
+WHITEBOX_KINDS = ("white-box", "adaptive")
+
+
+def masking_warnings(lb: Leaderboard, setting: dict) -> dict[str, list[str]]:
+    """Per defense, the checks it fails, each as one sentence (none: an empty list)."""
+    kinds = {a["name"]: a.get("kind", "transfer") for a in setting.get("attacks", [])}
+    whitebox = [a for a in lb.attacks if kinds.get(a) in WHITEBOX_KINDS]
+    transfer = [a for a in lb.attacks if kinds.get(a, "transfer") == "transfer"]
+    large_eps = LARGE_EPS.get((setting.get("threat") or {}).get("norm", "Linf"), LARGE_EPS["Linf"])
+    warnings: dict[str, list[str]] = {}
+    for defense in lb.defenses:
+        found = []
+        for eps in lb.eps_list:
+            best_wb = _best(lb, eps, whitebox, defense)
+            best_tr = _best(lb, eps, transfer, defense)
+            if best_wb and best_tr and best_tr[1] < best_wb[1] - TOLERANCE:
+                found.append(f"at {fmt_eps(eps)} the transfer attack {best_tr[0]} ({100 * best_tr[1]:.1f} %) beats "
+                             f"every white-box attack ({100 * best_wb[1]:.1f} %)")
+        for attack in whitebox:
+            series = [(eps, _acc(lb, eps, attack, defense)) for eps in lb.eps_list]
+            series = [(eps, acc) for eps, acc in series if acc is not None]
+            for (low, acc_low), (high, acc_high) in zip(series, series[1:]):
+                if acc_high > acc_low + TOLERANCE:
+                    found.append(f"{attack}: robust accuracy rises from {100 * acc_low:.1f} % at {fmt_eps(low)} "
+                                 f"to {100 * acc_high:.1f} % at {fmt_eps(high)}")
+            for eps, acc in series:
+                if eps >= large_eps and acc > NEAR_ZERO:
+                    found.append(f"{attack} leaves {100 * acc:.1f} % robust at the large eps {fmt_eps(eps)}")
+        warnings[defense] = found
+    return warnings
+
+
+def _acc(lb: Leaderboard, eps: float, attack: str, defense: str) -> float | None:
+    stat = lb.robust.get((eps, attack, defense))
+    return stat.mean if stat is not None and stat.has_value else None
+
+
+def _best(lb: Leaderboard, eps: float, attacks: list[str], defense: str) -> tuple[str, float] | None:
+    """The attack (of ``attacks``) with the lowest robust accuracy at ``eps``, and that accuracy."""
+    results = [(attack, _acc(lb, eps, attack, defense)) for attack in attacks]
+    results = [(attack, acc) for attack, acc in results if acc is not None]
+    return min(results, key=lambda item: item[1]) if results else None
