@@ -406,3 +406,14 @@ def test_masking_checks_fire_on_a_masked_toy_model_and_stay_quiet_on_a_plain_one
     assert lb.masking["plain"] == []
     warnings = " | ".join(lb.masking["masked"])
     assert "the transfer attack Ens" in warnings and "at the large eps 64/255" in warnings
+
+
+def test_masking_check_flags_more_steps_leaving_more_points_robust():
+    robust = {("PGD-10", E8, "d"): 0.20, ("PGD-50", E8, "d"): 0.30, ("PGD-10", E8, "e"): 0.20,
+              ("PGD-50", E8, "e"): 0.10}
+    setting = {"suite": "toy", "attacks": [
+        {"name": "PGD-10", "class": "PGD", "kind": "white-box", "params": {"steps": 10, "eot_samples": 1}},
+        {"name": "PGD-50", "class": "PGD", "kind": "white-box", "params": {"steps": 50, "eot_samples": 1}}]}
+    lb = build(_grid_cells(robust), setting)
+    assert lb.masking["d"] == ["at 8/255 PGD-50 (50 steps) leaves more robust (30.0 %) than PGD-10 (10 steps, 20.0 %)"]
+    assert lb.masking["e"] == []

@@ -1,11 +1,11 @@
 """Gradient-masking checks, read off a leaderboard's cells (after Carlini et al., "On Evaluating
 Adversarial Robustness", 2019).
 
-A white-box attack that works sees robust accuracy fall as eps grows, reach about 0 at a
-large eps, and beats any transfer attack, which knows less. Where the cells say otherwise,
+A white-box attack that works sees robust accuracy fall as eps and steps grow, reach about 0
+at a large eps, and beats any transfer attack, which knows less. Where the cells say otherwise,
 the defense's white-box numbers are suspect (masked or obfuscated gradients) and its row gets
 a warning. Checks need the cells they compare: a white-box attack at several eps, at a large
-eps, and transfer attacks at the same eps.
+eps, the same attack with more steps, and transfer attacks at the same eps.
 """
 from __future__ import annotations
 
@@ -47,8 +47,31 @@ def masking_warnings(lb: Leaderboard, setting: dict) -> dict[str, list[str]]:
             for eps, acc in series:
                 if eps >= large_eps and acc > NEAR_ZERO:
                     found.append(f"{attack} leaves {100 * acc:.1f} % robust at the large eps {fmt_eps(eps)}")
+        found += _steps_warnings(lb, setting, defense)
         warnings[defense] = found
     return warnings
+
+
+def _steps_warnings(lb: Leaderboard, setting: dict, defense: str) -> list[str]:
+    """White-box attacks that differ only in ``steps``: more steps must not leave more points robust."""
+    families: dict[str, list[tuple[int, str]]] = {}
+    for attack in setting.get("attacks", []):
+        params = dict(attack.get("params") or {})
+        steps = params.pop("steps", None)
+        if attack.get("kind") in WHITEBOX_KINDS and isinstance(steps, int):
+            family = repr((attack.get("class"), attack.get("kind"), sorted(params.items())))
+            families.setdefault(family, []).append((steps, attack["name"]))
+    found = []
+    for members in families.values():
+        members.sort()
+        for eps in lb.eps_list:
+            series = [(steps, name, _acc(lb, eps, name, defense)) for steps, name in members]
+            series = [item for item in series if item[2] is not None]
+            for (few, name_few, acc_few), (many, name_many, acc_many) in zip(series, series[1:]):
+                if many > few and acc_many > acc_few + TOLERANCE:
+                    found.append(f"at {fmt_eps(eps)} {name_many} ({many} steps) leaves more robust "
+                                 f"({100 * acc_many:.1f} %) than {name_few} ({few} steps, {100 * acc_few:.1f} %)")
+    return found
 
 
 def _acc(lb: Leaderboard, eps: float, attack: str, defense: str) -> float | None:
