@@ -121,8 +121,8 @@ def caveat(lb: Leaderboard, setting: dict) -> str:
                      "members' or predictors' logits, in place of its aggregation), with EOT against a defense "
                      "whose forward pass is random, and evaluated on the defense; a defense's headline is its worst "
                      "case over all attacks. '⚠ gradient masking?' marks a defense whose results fail a sanity "
-                     "check (a transfer attack beating every white-box one, robust accuracy rising with eps or steps, or "
-                     "not near 0 at a large eps).")
+                     "check (a transfer attack beating every white-box one, robust accuracy rising with eps or "
+                     "steps, or not near 0 at a large eps).")
     crossmax = [d["name"] for d in setting.get("defenses", [])
                 if d.get("kind") == "self_ensemble" or (d.get("params") or {}).get("aggregation") == "crossmax"]
     if crossmax:
