@@ -365,6 +365,7 @@ def test_masking_check_flags_a_transfer_attack_beating_the_white_box_one(tmp_pat
     write_leaderboard(make_cells(), setting, out)
     ranking = _section((out / "README.md").read_text(encoding="utf-8"), "## Defense ranking")
     assert "⚠ gradient masking? at 4/255 the transfer attack mi-fgsm" in ranking
+    assert "no white-box attack ran" not in ranking, "pgd-ens ran at every eps"
     entries = json.loads((out / "entries.json").read_text())
     entry = next(e for e in entries if e["name"] == "ens-b")
     assert entry["adaptive_worst_case"] == pytest.approx(0.30) and entry["autoattack_acc"] is None
@@ -404,6 +405,12 @@ def test_masking_checks_fire_on_a_masked_toy_model_and_stay_quiet_on_a_plain_one
         {"name": "PGD", "kind": "white-box"}, {"name": "Ens", "kind": "transfer"}]}
     lb = build(_grid_cells(robust), setting)
     assert lb.masking["plain"] == []
+    from robustbench_ens.leaderboard.page import _transfer_only_note
+    assert _transfer_only_note(lb, setting) == ""
+    del robust[("PGD", E4, "plain")], robust[("PGD", E4, "masked")]
+    note = _transfer_only_note(build(_grid_cells(robust), setting), setting)
+    assert note == (" At 4/255 no white-box attack ran: there the worst case is over transfer attacks only, "
+                    "an upper bound.")
     warnings = " | ".join(lb.masking["masked"])
     assert "the transfer attack Ens" in warnings and "at the large eps 64/255" in warnings
 
