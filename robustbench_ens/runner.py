@@ -32,7 +32,8 @@ from .metrics import accuracy, accuracy_metrics, perturbation_norms, predict
 from .store import ResultStore
 from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
 from .whitebox import attacked_model, is_randomised, whitebox_params
-from .zoo import CheckpointError, ModelSpec, TrainRecipe, get_method, resolve_derived, resolve_model
+from .zoo import CheckpointError, ModelSpec, TrainRecipe, resolve_derived, resolve_model
+from .zoo.derived import checked_settings
 from .zoo.derived import describe as describe_derived
 
 ATTACK_KINDS = {"surrogates": "transfer", "defense": "white-box", "adaptive": "adaptive"}
@@ -144,9 +145,7 @@ def resolve_models(suite: Suite, data, config: RunConfig, device) -> tuple[dict,
                 f"({entry.source or entry.arch})")
         if entry.method:  # a bad method or setting stops the run before any training
             try:
-                method = get_method(entry.method)
-                method.check_bases(len(entry.bases))
-                method.settings(dict(entry.params), dict(entry.train))
+                checked_settings(entry.method, len(entry.bases), entry.params, entry.train)
             except (TypeError, ValueError) as error:
                 raise SuiteError(f"{suite.source}: model {name!r} ({entry.method}): {error}") from None
     models, provenance = {}, {}

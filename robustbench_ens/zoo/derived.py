@@ -88,6 +88,14 @@ def get_method(name: str) -> Method:
     return _METHODS[name]
 
 
+def checked_settings(method_name: str, n_bases: int, params: dict | None = None,
+                     train: dict | None = None) -> tuple[Method, dict]:
+    """The method and its effective settings; a ValueError if the name, the base count or a setting is bad."""
+    method = get_method(method_name)
+    method.check_bases(n_bases)
+    return method, method.settings(dict(params or {}), dict(train or {}))
+
+
 def derived_cache_key(method: str, base_sha256: list[str], settings: dict, seed: int, data_sha256: str) -> str:
     """First 16 hex digits of the sha256 of what determines the derived models."""
     payload = {"method": method, "base_sha256": base_sha256, "settings": settings, "seed": seed,
@@ -103,9 +111,7 @@ def resolve_derived(name: str, method_name: str, bases: list[nn.Module], base_sh
     Returns ``(models, provenance)``: the manifest plus ``origin`` (``"cache"`` or
     ``"trained"``) and ``path``; provenance's ``sha256`` hashes the models' hashes in order.
     """
-    method = get_method(method_name)
-    method.check_bases(len(bases))
-    settings = method.settings(dict(params or {}), dict(train or {}))
+    method, settings = checked_settings(method_name, len(bases), params, train)
     key = derived_cache_key(method_name, list(base_sha256), settings, seed, data.sha256)
     folder = Path(cache_dir) / f"{name}-{key}"
     manifest = folder / MANIFEST

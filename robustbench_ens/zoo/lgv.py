@@ -32,10 +32,7 @@ def collect_lgv(model: Normalized, data, recipe: TrainRecipe = LGV_RECIPE, sampl
     ``recipe.schedule`` must be ``"constant"``; ``epochs * samples_per_epoch`` models are
     collected, at evenly spaced steps of each epoch.
     """
-    if recipe.schedule != "constant":
-        raise ValueError(f"LGV samples along a constant learning rate; got schedule {recipe.schedule!r}")
-    if not isinstance(samples_per_epoch, int) or samples_per_epoch < 1:
-        raise ValueError(f"samples_per_epoch must be an integer >= 1, got {samples_per_epoch!r}")
+    _check(recipe, samples_per_epoch)
     n_train = len(data.y_train) if recipe.n_train is None else recipe.n_train
     steps_per_epoch = math.ceil(n_train / recipe.batch_size)
     if samples_per_epoch > steps_per_epoch:
@@ -56,12 +53,17 @@ def _settings(params: dict, train: dict) -> dict:
     samples_per_epoch = params.pop("samples_per_epoch", 4)
     if params:
         raise ValueError(f"unknown LGV params {sorted(params)} (known: samples_per_epoch)")
-    if isinstance(samples_per_epoch, bool) or not isinstance(samples_per_epoch, int) or samples_per_epoch < 1:
-        raise ValueError(f"samples_per_epoch must be an integer >= 1, got {samples_per_epoch!r}")
     recipe = TrainRecipe.from_dict({**LGV_RECIPE.to_dict(), **train})
+    _check(recipe, samples_per_epoch)
+    return {"recipe": recipe.to_dict(), "samples_per_epoch": samples_per_epoch}
+
+
+def _check(recipe: TrainRecipe, samples_per_epoch) -> None:
+    """A ValueError unless the recipe's learning rate is constant and ``samples_per_epoch`` an integer >= 1."""
     if recipe.schedule != "constant":
         raise ValueError(f"LGV samples along a constant learning rate; got schedule {recipe.schedule!r}")
-    return {"recipe": recipe.to_dict(), "samples_per_epoch": samples_per_epoch}
+    if isinstance(samples_per_epoch, bool) or not isinstance(samples_per_epoch, int) or samples_per_epoch < 1:
+        raise ValueError(f"samples_per_epoch must be an integer >= 1, got {samples_per_epoch!r}")
 
 
 def _build(bases: list[Normalized], data, settings: dict, *, seed: int, device, progress: bool,
