@@ -51,8 +51,7 @@ def feature_layers(model: Normalized) -> int:
 
 def features(model: Normalized, x: torch.Tensor, layer: int) -> torch.Tensor:
     """``model``'s pre-ReLU features at DVERGE's ``layer`` (1-based; the last layer is the logits)."""
-    blocks = _blocks(model)
-    n_layers = 2 + 2 * len(blocks)
+    blocks, n_layers = _blocks(model), feature_layers(model)
     if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= n_layers:
         raise ValueError(f"layer must be an integer in [1, {n_layers}], got {layer!r}")
     net = model.net
