@@ -8,6 +8,7 @@ from .base import Attack
 from .registry import register_attack
 
 VERSIONS = ("standard", "rand", "plus", "custom")
+RAND_EOT_SAMPLES = 20  # the EOT samples per step of the library's "rand" version (fixed there)
 
 
 @register_attack

@@ -31,7 +31,7 @@ from .leaderboard.format import fmt_eps
 from .metrics import accuracy, accuracy_metrics, perturbation_norms, predict
 from .store import ResultStore
 from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
-from .whitebox import attacked_model, is_randomised, whitebox_params
+from .whitebox import attacked_model, eot_samples, is_randomised, whitebox_params
 from .zoo import CheckpointError, ModelSpec, TrainRecipe, resolve_derived, resolve_model
 from .zoo.derived import checked_settings
 from .zoo.derived import describe as describe_derived
@@ -228,7 +228,7 @@ def _grid(suite: Suite, data_sha256: str, identity: dict) -> list[Cell]:
     for attack, eps in rows:
         attack_payload = _attack_payload(attack, identity) if attack else CLEAN
         shared_key = _fingerprint({**common, "attack": attack_payload, "eps": eps})
-        for defense in suite.defenses:
+        for defense in (d for d in suite.defenses if attack is None or attack.runs_on(d.name)):
             # a transfer set serves every defense; a white-box set is crafted on (and for) one defense
             adv_key = _fingerprint({"shared": shared_key, "defense": defense_ids[defense.name]}) \
                 if attack is not None and attack.whitebox else shared_key
@@ -372,7 +372,8 @@ def _setting(suite, data, images, labels, models, provenance, cells, device, ver
         "seeds": [suite.seed],
         "attacks": [{"name": a.name, "class": get_attack(a.attack).__name__, "params": a.params,
                      "surrogates": list(a.surrogates) or [WHITEBOX_TARGETS[a.on]], "kind": ATTACK_KINDS[a.on],
-                     "eps": a.eps_values(suite.eps), "eot": a.eot if a.whitebox else None} for a in suite.attacks],
+                     "eps": a.eps_values(suite.eps), "eot": eot_samples(a),
+                     "defenses": "all" if a.defenses is None else list(a.defenses)} for a in suite.attacks],
         "surrogates": [{"name": name, "arch": provenance[name].get("arch"), "origin": provenance[name].get("origin"),
                         "source": _origin_text(provenance[name]), "sha256": provenance[name].get("sha256"),
                         "clean_acc": surrogate_acc[name]} for name in surrogates],

@@ -32,6 +32,7 @@ other suite by its path. Schema (every table is checked; unknown keys are errors
     params = { steps = 10 }
     surrogates = [...]                       # optional; defaults to the top-level list
     eps = ["8/255"]                          # optional: a subset of [threat] eps
+    defenses = ["DVERGE"]                    # optional: the defenses it runs on (default: all)
 
     [[attacks]]                              # a white-box attack: crafted per defense
     name = "PGD-adaptive"
@@ -85,10 +86,14 @@ class AttackEntry:
     on: str = "surrogates"  # "surrogates": a transfer attack; "defense" / "adaptive": white-box, per defense
     eps: tuple[float, ...] | None = None  # a subset of the suite's eps; None: all of them
     eot: int = 10  # white-box: EOT samples used against a defense whose forward pass is random
+    defenses: tuple[str, ...] | None = None  # the defenses it runs on; None: all of them
 
     @property
     def whitebox(self) -> bool:
         return self.on != "surrogates"
+
+    def runs_on(self, defense: str) -> bool:
+        return self.defenses is None or defense in self.defenses
 
     def eps_values(self, suite_eps) -> list[float]:
         """The budgets this attack runs at: the suite's, or the subset it names."""
@@ -150,15 +155,19 @@ def load_suite(name_or_path: str) -> Suite:
     return parse_suite(raw, source)
 
 
-def parse_eps(value) -> float:
-    """``"8/255"``, ``0.0314`` or ``"0.0314"`` -> float in [0, 1]; ``8`` is refused as ambiguous."""
+def parse_eps(value, norm: str = "Linf") -> float:
+    """``"8/255"``, ``0.0314`` or ``"0.0314"`` -> float; an Linf budget above 1 (``8``) is refused as ambiguous.
+
+    An L2 budget may exceed 1 (RobustBench's is 0.5; 4.0 is a sanity-check budget at which
+    a working attack leaves about 0 %).
+    """
     try:
         eps = float(Fraction(value.strip())) if isinstance(value, str) else float(value)
     except (ValueError, ZeroDivisionError, TypeError):
         raise SuiteError(f"eps {value!r} is not a number; write it like 8/255") from None
     if not math.isfinite(eps) or eps < 0:
         raise SuiteError(f"eps must be >= 0, got {value!r}")
-    if eps > 1:
+    if eps > 1 and norm != "L2":
         raise SuiteError(f"eps {value!r} is above 1 on images in [0, 1]; did you mean {value}/255?")
     return eps
 
@@ -172,7 +181,7 @@ def apply_overrides(suite: Suite, *, attacks=None, defenses=None, eps=None, n_ex
     if defenses is not None:
         changes["defenses"] = _select(suite.defenses, defenses, "defense")
     if eps is not None:
-        values = tuple(parse_eps(e) for e in eps)
+        values = tuple(parse_eps(e, suite.norm) for e in eps)
         if not values:
             raise SuiteError("--eps needs at least one value")
         changes["eps"] = values
@@ -203,22 +212,28 @@ def parse_suite(raw: dict, source: str) -> Suite:
     run = _Table(top.get("run", {}), f"{source} [run]")
     default_surrogates = tuple(top.get("surrogates", []))
     models = {name: _model_entry(name, spec, source) for name, spec in top.get("models", {}).items()}
-    attacks = tuple(_attack_entry(i, spec, default_surrogates, source) for i, spec in enumerate(top.get("attacks", [])))
+    norm = str(threat.get("norm", "Linf"))
+    attacks = tuple(_attack_entry(i, spec, default_surrogates, norm, source)
+                    for i, spec in enumerate(top.get("attacks", [])))
     defenses = tuple(_defense_entry(i, spec, source) for i, spec in enumerate(top.get("defenses", [])))
-    eps = tuple(parse_eps(e) for e in threat.get("eps", ["8/255"]))
+    eps = tuple(parse_eps(e, norm) for e in threat.get("eps", ["8/255"]))
     suite = Suite(
         name=str(top.require("name")), description=str(top.get("description", "")), source=source,
         n_examples=_positive_int(data.get("n_examples", 1000), "data.n_examples"),
         batch_size=_positive_int(data.get("batch_size", 250), "data.batch_size"),
-        norm=str(threat.get("norm", "Linf")), eps=eps,
-        headline_eps=parse_eps(threat.get("headline_eps", max(eps) if eps else 0)),
+        norm=norm, eps=eps,
+        headline_eps=parse_eps(threat.get("headline_eps", max(eps) if eps else 0), norm),
         seed=_int(run.get("seed", 0), "run.seed"), device=str(run.get("device", "auto")),
         train=dict(top.get("train", {})), models=models, attacks=attacks, defenses=defenses)
     for table in (top, data, threat, run):
         table.reject_unknown()
-    for attack in attacks:  # checked here, not after --eps overrides, which may leave an attack without its eps
+    for attack in attacks:  # checked here, not after --eps/--defenses overrides, which may take its subset away
         if attack.eps is not None and (not attack.eps or not set(attack.eps) <= set(eps)):
             raise SuiteError(f"{source}: attack {attack.name!r}: eps must be a non-empty subset of threat.eps")
+        unknown = set(attack.defenses or ()) - {d.name for d in defenses}
+        if attack.defenses is not None and (not attack.defenses or unknown):
+            raise SuiteError(f"{source}: attack {attack.name!r}: defenses must be a non-empty list of the suite's "
+                             f"defenses{f', unknown: {sorted(unknown)}' if unknown else ''}")
     return _checked(suite)
 
 
@@ -266,25 +281,26 @@ def _model_entry(name: str, spec, source: str) -> ModelEntry:
     return entry
 
 
-def _names(value, where: str) -> tuple[str, ...]:
+def _names(value, where: str, key: str = "from") -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SuiteError(f"{where}: 'from' must be a list of model names, got {value!r}")
+        raise SuiteError(f"{where}: {key!r} must be a list of names, got {value!r}")
     return tuple(value)
 
 
-def _attack_entry(index: int, spec, default_surrogates, source: str) -> AttackEntry:
+def _attack_entry(index: int, spec, default_surrogates, norm: str, source: str) -> AttackEntry:
     table = _Table(spec, f"{source} [[attacks]] #{index + 1}")
     on = str(table.get("on", "surrogates"))
     if on not in ATTACK_TARGETS:
         raise SuiteError(f"{table.where}: on must be one of {', '.join(ATTACK_TARGETS)}, got {on!r}")
     if on != "surrogates" and "surrogates" in table.raw:
         raise SuiteError(f"{table.where}: a white-box attack (on = {on!r}) takes no surrogates")
-    eps = table.get("eps")
+    eps, defenses = table.get("eps"), table.get("defenses")
     entry = AttackEntry(name=str(table.require("name")), attack=str(table.require("attack")),
                         params=dict(table.get("params", {})),
                         surrogates=tuple(table.get("surrogates", default_surrogates)) if on == "surrogates" else (),
-                        on=on, eps=None if eps is None else tuple(parse_eps(e) for e in eps),
-                        eot=_positive_int(table.get("eot", 10), f"{table.where} eot"))
+                        on=on, eps=None if eps is None else tuple(parse_eps(e, norm) for e in eps),
+                        eot=_positive_int(table.get("eot", 10), f"{table.where} eot"),
+                        defenses=None if defenses is None else _names(defenses, table.where, "defenses"))
     table.reject_unknown()
     return entry
 

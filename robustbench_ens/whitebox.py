@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from attacks import AutoAttack, get_attack
+from attacks.autoattack import RAND_EOT_SAMPLES
 from defenses import adaptive_view
 
 from .suite import AttackEntry
@@ -48,3 +49,15 @@ def whitebox_params(entry: AttackEntry, randomised: bool) -> dict:
     elif issubclass(attack, AutoAttack) and params.get("version", "standard") == "standard":
         params["version"] = "rand"
     return params
+
+
+def eot_samples(entry: AttackEntry) -> int | None:
+    """The EOT samples per step the entry uses against a randomised defense (None: a transfer attack or no EOT)."""
+    if not entry.whitebox:
+        return None
+    attack = get_attack(entry.attack)
+    if "eot_samples" in inspect.signature(attack).parameters:
+        return entry.params.get("eot_samples", entry.eot)
+    if issubclass(attack, AutoAttack) and entry.params.get("version", "standard") in ("standard", "rand"):
+        return RAND_EOT_SAMPLES
+    return None

@@ -424,3 +424,28 @@ def test_masking_check_flags_more_steps_leaving_more_points_robust():
     lb = build(_grid_cells(robust), setting)
     assert lb.masking["d"] == ["at 8/255 PGD-50 (50 steps) leaves more robust (30.0 %) than PGD-10 (10 steps, 20.0 %)"]
     assert lb.masking["e"] == []
+
+
+def test_an_attack_run_on_a_subset_of_defenses_leaves_the_others_complete(tmp_path):
+    robust = {("Ens", E8, "robust"): 0.50, ("Ens", E8, "weak"): 0.10, ("AA", E8, "robust"): 0.30}
+    setting = {"suite": "toy", "threat": {"norm": "Linf"}, "attacks": [
+        {"name": "Ens", "kind": "transfer", "defenses": "all"},
+        {"name": "AA", "kind": "white-box", "defenses": ["robust"]}]}
+    lb = build(_grid_cells(robust), setting)
+    ranking = {r["defense"]: r for r in lb.defense_ranking}
+    assert ranking["weak"]["complete"] and ranking["weak"]["missing_attacks"] == []
+    assert ranking["robust"]["complete"] and ranking["robust"]["worst_robust_acc"] == pytest.approx(0.30)
+    attacks = {r["attack"]: r for r in lb.attack_ranking}
+    assert attacks["AA"]["complete"] and attacks["AA"]["subset"] and attacks["AA"]["n_defenses"] == 1
+    assert attacks["AA"]["missing_defenses"] == [] and not attacks["Ens"]["subset"]
+    assert [r["attack"] for r in lb.attack_ranking] == ["Ens", "AA"], "a subset's mean is ranked after"
+    write_leaderboard(_grid_cells(robust), setting, tmp_path)
+    page = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert "| ≤" not in _section(page, "## Defense ranking"), "no defense is incomplete"
+    assert re.search(r"\| AA \|.*\| robust \|", _section(page, "### Attacks"))
+    assert re.search(r"\| Ens \|.*\| all \|", _section(page, "### Attacks"))
+
+
+def test_l2_budgets_are_shown_as_decimals():
+    assert [fmt_eps(e) for e in (0.25, 0.5, 1.0, 4.0, 254 / 255)] == ["0.25", "0.5", "1", "4", "254/255"]
+    assert canonical_eps(4.0) == 4.0 and canonical_eps(1.0) == 1.0

@@ -1,4 +1,5 @@
 """The runner end to end on the smoke suite: grid, crafting once, store, resume after SIGKILL."""
+import json
 import os
 import signal
 import sqlite3
@@ -278,6 +279,7 @@ name = "PGD-adaptive"
 attack = "pgd"
 on = "adaptive"
 params = { steps = 2 }
+defenses = ["DVERGE", "CrossMax"]
 """
 
 
@@ -296,7 +298,10 @@ def test_defenses_trained_by_the_suite_are_made_once_then_read_from_the_cache(tm
     assert "crafted PGD eps=8/255 on DVERGE (defense):" in out
     assert "crafted PGD-adaptive eps=8/255 on CrossMax (adaptive, randomised: EOT)" in out
     whitebox = result.cells[result.cells["attack"].str.startswith("PGD")]
-    assert len(whitebox) == 2 * 4 and whitebox["adv_key"].nunique() == 8
+    assert len(whitebox) == 4 + 2 and whitebox["adv_key"].nunique() == 6  # PGD-adaptive: its 2 defenses only
+    assert set(whitebox.loc[whitebox["attack"] == "PGD-adaptive", "defense"]) == {"DVERGE", "CrossMax"}
+    ranking = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())["defense_ranking"]
+    assert all(r["complete"] for r in ranking), "an attack not planned on a defense is not missing there"
     assert (whitebox["linf_max"] <= 8 / 255 + 1e-6).all()
     transfer = result.cells[result.cells["attack"] == "Ens"]
     assert transfer["adv_key"].nunique() == 1, "a transfer set serves every defense"

@@ -23,6 +23,12 @@ def test_parse_eps_refuses(text):
         parse_eps(text)
 
 
+def test_an_l2_budget_may_exceed_one():
+    assert parse_eps("4.0", "L2") == 4.0 and parse_eps("0.5", "L2") == 0.5
+    with pytest.raises(SuiteError, match="above 1"):
+        parse_eps("4.0", "Linf")
+
+
 def test_eight_is_read_as_a_mistake_for_eight_over_255():
     with pytest.raises(SuiteError, match="8/255"):
         parse_eps("8")
@@ -90,6 +96,10 @@ def test_minimal_suite_file(tmp_path):
     ("[models.l]\nmethod = \"lgv\"\nfrom = \"a\"\n", "'from' must be a list"),
     ("[models.l]\narch = \"resnet20_a\"\nfrom = [\"a\"]\n", "belong to a derived model"),
     ("[models.l]\nmethod = \"lgv\"\nform = [\"a\"]\n", "unknown key.*form"),
+    ("[[attacks]]\nname = \"W\"\nattack = \"pgd\"\ndefenses = [\"x\"]\n", "defenses must be.*unknown: \\['x'\\]"),
+    ("[[attacks]]\nname = \"W\"\nattack = \"pgd\"\ndefenses = []\n", "defenses must be a non-empty list"),
+    ("[[attacks]]\nname = \"W\"\nattack = \"pgd\"\ndefenses = \"d\"\n", "'defenses' must be a list"),
+    ("[threat]\nnorm = \"Linf\"\neps = [4.0]\n", "above 1"),
 ])
 def test_bad_suite_files(tmp_path, extra, match):
     with pytest.raises(SuiteError, match=match):
@@ -127,3 +137,20 @@ def test_white_box_entries_and_eps_subsets(tmp_path):
     assert suite.model_names() == ["a"]
     narrowed = apply_overrides(suite, eps=["4/255"])  # a CLI --eps may leave an attack without its budgets
     assert narrowed.attacks[1].eps_values(narrowed.eps) == []
+
+
+def test_an_attack_can_run_on_a_subset_of_defenses(tmp_path):
+    text = MINIMAL + '[[defenses]]\nname = "e"\nmembers = ["a"]\n' + \
+        '[[attacks]]\nname = "AA"\nattack = "autoattack"\non = "defense"\ndefenses = ["e"]\n'
+    suite = load_suite(str(_write(tmp_path, text)))
+    ens, aa = suite.attacks
+    assert ens.defenses is None and ens.runs_on("d") and ens.runs_on("e")
+    assert aa.defenses == ("e",) and aa.runs_on("e") and not aa.runs_on("d")
+    assert apply_overrides(suite, defenses=["d"]).attacks[1].defenses == ("e",)  # --defenses may leave it none
+
+
+def test_an_l2_suite_takes_budgets_above_one(tmp_path):
+    text = MINIMAL.replace("[models.a]", '[threat]\nnorm = "L2"\neps = [0.5, 4.0]\nheadline_eps = 0.5\n[models.a]')
+    suite = load_suite(str(_write(tmp_path, text)))
+    assert (suite.norm, suite.eps, suite.headline_eps) == ("L2", (0.5, 4.0), 0.5)
+    assert apply_overrides(suite, eps=["2.0"]).eps == (2.0,)

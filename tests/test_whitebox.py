@@ -138,7 +138,7 @@ def test_on_a_toy_crossmax_self_ensemble_the_adaptive_attack_beats_plain_pgd(sli
 
 def test_a_random_forward_pass_is_detected_and_gets_eot():
     from robustbench_ens.suite import AttackEntry
-    from robustbench_ens.whitebox import is_randomised, whitebox_params
+    from robustbench_ens.whitebox import eot_samples, is_randomised, whitebox_params
 
     images, _ = _batch(4)
     plain, noisy = TinyNet().eval(), Noisy(TinyNet()).eval()
@@ -150,3 +150,6 @@ def test_a_random_forward_pass_is_detected_and_gets_eot():
     aa = AttackEntry(name="AA", attack="autoattack", params={}, surrogates=(), on="defense")
     assert whitebox_params(aa, randomised=True) == {"version": "rand"}
     assert whitebox_params(aa, randomised=False) == {}
+    # the setting reports the EOT samples each attack would use (AutoAttack's rand version: the library's 20)
+    ens = AttackEntry(name="Ens", attack="ens", params={}, surrogates=("a",))
+    assert (eot_samples(pgd), eot_samples(aa), eot_samples(ens)) == (7, 20, None)

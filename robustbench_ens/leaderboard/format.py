@@ -1,8 +1,8 @@
 """Number and label formatting shared by every output (tables, Markdown, HTML, plots).
 
 Accuracies and rates are fractions in [0, 1] in the data and percentages with one decimal
-on the page. Perturbation budgets are shown as ``k/255`` when they are whole multiples of
-1/255 (``0.0313725`` -> ``8/255``), otherwise as a short decimal.
+on the page. Perturbation budgets below 1 are shown as ``k/255`` when they are whole multiples
+of 1/255 (``0.0313725`` -> ``8/255``), otherwise as a short decimal (L2's ``0.5``, ``4``).
 """
 from __future__ import annotations
 
@@ -26,12 +26,15 @@ def is_missing(x: Any) -> bool:
 
 
 def eps_255(eps: float) -> int | None:
-    """``k`` when ``eps`` is ``k/255`` up to rounding of the stored value, else None."""
+    """``k`` when ``eps`` is ``k/255`` below 1 up to rounding of the stored value, else None.
+
+    1 and above (L2 budgets such as 1.0 or 4.0) are not read as ``255/255`` or ``1020/255``.
+    """
     if is_missing(eps):
         return None
     k = float(eps) * 255.0
     r = round(k)
-    if r >= 0 and abs(k - r) <= max(1e-4 * abs(k), 1e-6):
+    if 0 <= r < 255 and abs(k - r) <= max(1e-4 * abs(k), 1e-6):
         return int(r)
     return None
 

@@ -163,8 +163,9 @@ def build_page(lb: Leaderboard, setting: dict) -> list[Block]:
     blocks += [Heading("Attack ranking"), Para(
         f"Attacks ranked by their success rate (the fraction of initially correct points that the "
         f"attack makes wrong), averaged over the defenses, at {h} and at every other eps. '*' "
-        "marks an average over only the defenses on which the attack ran; such attacks are "
-        "ranked after the complete ones."), Table(views.attack_table(lb))]
+        "marks an average over only some of the defenses (those on which the attack ran, or the subset "
+        "the suite runs it on): such attacks are ranked after the others, and their averages are not "
+        "comparable with them."), Table(views.attack_table(lb))]
 
     blocks += [Heading("Robust accuracy matrix"), Para(
         "Robust accuracy (%) of each defense (columns) under each attack (rows), one table per "

@@ -160,6 +160,11 @@ class Leaderboard:
     n_points: list[int] = field(default_factory=list)
     seeds: list = field(default_factory=list)
     masking: dict[str, list[str]] = field(default_factory=dict)  # defense -> failed gradient-masking checks
+    planned: dict[str, frozenset] = field(default_factory=dict)  # attack -> the defenses it runs on, if not all
+
+    def runs_on(self, attack: str, defense: str) -> bool:
+        """Whether the suite runs ``attack`` on ``defense`` (an attack may name a subset of defenses)."""
+        return attack not in self.planned or defense in self.planned[attack]
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -204,7 +209,7 @@ def _clean_stats(df: pd.DataFrame, defenses: list[str]) -> tuple[dict, dict]:
 
 
 def _worst_case(lb: Leaderboard, eps: float, d: str) -> dict[str, Any]:
-    attacks = lb.attacks_at.get(eps, [])
+    attacks = [a for a in lb.attacks_at.get(eps, []) if lb.runs_on(a, d)]
     stats = {a: lb.robust.get((eps, a, d), MISSING) for a in attacks}
     valued = {a: s for a, s in stats.items() if s.has_value}
     failed = [a for a, s in stats.items() if s.status == "failed"]
@@ -264,7 +269,7 @@ def defense_ranking(lb: Leaderboard, defenses: list[str]) -> list[dict]:
 
 
 def _attack_at(lb: Leaderboard, eps: float, a: str) -> dict[str, Any]:
-    stats = {d: lb.success.get((eps, a, d), MISSING) for d in lb.defenses}
+    stats = {d: lb.success.get((eps, a, d), MISSING) for d in lb.defenses if lb.runs_on(a, d)}
     valued = {d: s for d, s in stats.items() if s.has_value}
     failed = [d for d, s in stats.items() if s.status == "failed"]
     partial = [d for d, s in stats.items() if s.status == "partial"]
@@ -281,7 +286,7 @@ def _attack_at(lb: Leaderboard, eps: float, a: str) -> dict[str, Any]:
             std = float(full.mean(axis=0).std(ddof=1))
     return {"eps": eps, "eps_label": fmt_eps(eps), "success_rate": mean, "success_rate_std": std,
             "n_defenses": len(valued), "complete": bool(valued) and not failed and not absent,
-            "failed_defenses": failed, "partial_defenses": partial, "missing_defenses": absent}
+            "subset": a in lb.planned, "failed_defenses": failed, "partial_defenses": partial, "missing_defenses": absent}
 
 
 def attack_ranking(lb: Leaderboard, setting: dict) -> list[dict]:
@@ -291,20 +296,26 @@ def attack_ranking(lb: Leaderboard, setting: dict) -> list[dict]:
         by_eps = {fmt_eps(e): _attack_at(lb, e, a) for e in lb.eps_list if a in lb.attacks_at[e]}
         head = by_eps.get(fmt_eps(lb.headline_eps)) if lb.headline_eps is not None else None
         head = head or {"success_rate": NAN, "success_rate_std": NAN, "n_defenses": 0,
-                        "complete": False, "failed_defenses": [], "partial_defenses": [],
+                        "complete": False, "subset": a in lb.planned, "failed_defenses": [], "partial_defenses": [],
                         "missing_defenses": list(lb.defenses)}
         recs.append({
             "rank": None, "attack": a, "class": info.get(a, {}).get("class"),
             "surrogates": list(info.get(a, {}).get("surrogates") or []),
-            "complete": head["complete"], "mean_success_rate": head["success_rate"],
+            "complete": head["complete"], "subset": head["subset"], "mean_success_rate": head["success_rate"],
             "mean_success_rate_std": head["success_rate_std"], "n_defenses": head["n_defenses"],
             "failed_defenses": head["failed_defenses"], "partial_defenses": head["partial_defenses"],
             "missing_defenses": head["missing_defenses"], "by_eps": by_eps,
         })
-    recs.sort(key=lambda r: (math.isnan(r["mean_success_rate"]), not r["complete"],
+    recs.sort(key=lambda r: (math.isnan(r["mean_success_rate"]), not r["complete"] or r["subset"],
                              _nan_last(r["mean_success_rate"], -1), r["attack"]))
     _rank(recs, "mean_success_rate")
     return recs
+
+
+def _planned(setting: dict) -> dict[str, frozenset]:
+    """The attacks of the setting that run on a subset of the defenses, and that subset."""
+    return {str(a["name"]): frozenset(a["defenses"]) for a in setting.get("attacks") or []
+            if isinstance(a, dict) and "name" in a and isinstance(a.get("defenses"), list)}
 
 
 def _headline(setting: dict, eps_list: list[float]) -> float | None:
@@ -338,7 +349,7 @@ def build(cells: pd.DataFrame, setting: dict) -> Leaderboard:
         attacks=attacks, defenses=defenses, attacks_at=attacks_at,
         robust=_cell_stats(att, "robust_acc"), success=_cell_stats(att, "success_rate"),
         clean_cell=clean_cell, clean_acc=clean_acc,
-        n_points=sorted({int(n) for n in df["n"].dropna()}), seeds=seeds)
+        n_points=sorted({int(n) for n in df["n"].dropna()}), seeds=seeds, planned=_planned(setting))
     lb.defense_ranking = defense_ranking(lb, defenses)
     lb.defenses = [r["defense"] for r in lb.defense_ranking]
     lb.attack_ranking = attack_ranking(lb, setting)

@@ -157,7 +157,7 @@ def attack_table(lb: Leaderboard) -> DisplayTable:
         if is_missing(s["success_rate"]):
             return Cell(FAILED, flag="failed") if s["failed_defenses"] else Cell(DASH)
         text = fmt_pct(s["success_rate"], s["success_rate_std"])
-        if not s["complete"]:
+        if not s["complete"] or s["subset"]:
             return Cell(text + INCOMPLETE, _pct(s["success_rate"]), "incomplete")
         return Cell(text, _pct(s["success_rate"]))
 
@@ -288,8 +288,18 @@ def _records_table(key: str, items: Any, known: list[tuple[str, str, Callable[[A
 
 def attacks_setting_table(setting: dict) -> DisplayTable | None:
     return _records_table("setting-attacks", (setting or {}).get("attacks"), [
-        ("name", "Attack", fmt_value), ("class", "Class", fmt_value),
-        ("params", "Parameters", fmt_params), ("surrogates", "Surrogates", fmt_value)])
+        ("name", "Attack", fmt_value), ("class", "Class", fmt_value), ("kind", "Kind", fmt_value),
+        ("params", "Parameters", fmt_params), ("surrogates", "Surrogates", fmt_value),
+        ("eps", "eps", _fmt_eps_list), ("defenses", "Defenses", _fmt_defenses),
+        ("eot", "EOT samples (randomised defense)", fmt_value)])
+
+
+def _fmt_eps_list(values: Any) -> str:
+    return ", ".join(fmt_eps(e) for e in values) if isinstance(values, list) else fmt_value(values)
+
+
+def _fmt_defenses(names: Any) -> str:
+    return ", ".join(map(str, names)) if isinstance(names, list) else fmt_value(names)
 
 
 def surrogates_table(setting: dict) -> DisplayTable | None:
