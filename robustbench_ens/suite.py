@@ -6,6 +6,9 @@ other suite by its path. Schema (every table is checked; unknown keys are errors
 
     name = "cifar10"
     description = "..."
+    extends = "smoke"                        # optional: a base suite; its [models] and [train] are merged
+                                             # with this file's by key, every other key this file gives
+                                             # replaces the base's (attacks, defenses, threat, data, ...)
     surrogates = ["resnet20", ...]          # default surrogate set of the transfer attacks
 
     [data]   n_examples = 500   batch_size = 250
@@ -137,7 +140,13 @@ def shipped_suites() -> list[str]:
 
 
 def load_suite(name_or_path: str) -> Suite:
-    """A shipped suite by name, or a suite file by path."""
+    """A shipped suite by name, or a suite file by path (with the suite it ``extends``, if any)."""
+    raw, source = _read_suite(name_or_path)
+    return parse_suite(raw, source)
+
+
+def _read_suite(name_or_path: str, extended_by: tuple[str, ...] = ()) -> tuple[dict, str]:
+    """The suite's raw tables, merged onto those of the suite it extends; and where they come from."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
@@ -152,7 +161,31 @@ def load_suite(name_or_path: str) -> Suite:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SuiteError(f"{source} is not valid TOML: {error}") from None
-    return parse_suite(raw, source)
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw, source
+    if not isinstance(base, str):
+        raise SuiteError(f"{source}: extends must be a suite name or path, got {base!r}")
+    if not Path(base).is_absolute() and path.suffix == ".toml":
+        sibling = path.parent / base
+        base = str(sibling) if sibling.exists() else base
+    if base in (*extended_by, name_or_path):
+        raise SuiteError(f"{source}: suites extend each other in a cycle "
+                         f"({' -> '.join((*extended_by, name_or_path, base))})")
+    base_raw, base_source = _read_suite(base, (*extended_by, name_or_path))
+    return _extended(base_raw, raw), f"{source} (extends {base_source})"
+
+
+MERGED_TABLES = ("models", "train")  # taken from the base suite key by key; any other key is replaced whole
+
+
+def _extended(base: dict, raw: dict) -> dict:
+    """``raw`` over ``base``: [models] and [train] merged by key, every other key (tables included) replaced."""
+    merged = {**base, **raw}
+    for key in MERGED_TABLES:
+        if isinstance(base.get(key), dict) and isinstance(raw.get(key), dict):
+            merged[key] = {**base[key], **raw[key]}
+    return merged
 
 
 def parse_eps(value, norm: str = "Linf") -> float:

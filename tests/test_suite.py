@@ -154,3 +154,20 @@ def test_an_l2_suite_takes_budgets_above_one(tmp_path):
     suite = load_suite(str(_write(tmp_path, text)))
     assert (suite.norm, suite.eps, suite.headline_eps) == ("L2", (0.5, 4.0), 0.5)
     assert apply_overrides(suite, eps=["2.0"]).eps == (2.0,)
+
+
+def test_a_suite_extends_another(tmp_path):
+    base = _write(tmp_path, MINIMAL.replace("[models.a]", "[data]\nn_examples = 7\n[models.a]"))
+    (tmp_path / "l2.toml").write_text(
+        'extends = "s.toml"\nname = "t_l2"\n[threat]\nnorm = "L2"\neps = [0.5]\n'
+        '[models.b]\narch = "resnet20_b"\n[[attacks]]\nname = "PGD"\nattack = "pgd"\non = "defense"\n')
+    suite = load_suite(str(tmp_path / "l2.toml"))
+    assert (suite.name, suite.norm, suite.eps, suite.n_examples) == ("t_l2", "L2", (0.5,), 7)
+    assert set(suite.models) == {"a", "b"}, "[models] merged by key"
+    assert [a.name for a in suite.attacks] == ["PGD"] and [d.name for d in suite.defenses] == ["d"]
+    assert "extends" in suite.source and str(base) in suite.source
+    (tmp_path / "s.toml").write_text('extends = "l2.toml"\n' + MINIMAL)
+    with pytest.raises(SuiteError, match="cycle"):
+        load_suite(str(tmp_path / "l2.toml"))
+    shipped = load_suite("cifar10_l2")
+    assert shipped.norm == "L2" and shipped.defenses == load_suite("cifar10").defenses
