@@ -12,7 +12,8 @@ from .ens import Ens
 from .lgv import LGV
 from .pgd import PGD
 from .registry import UnknownAttackError, create_attack, get_attack, list_attacks, register_attack
+from .square import Square
 from .svre import SVRE
 
 __all__ = ["Attack", "AutoAttack", "BPDA", "MomentumIterativeAttack", "Ens", "CWA", "AdaEA", "SVRE", "LGV", "PGD",
-           "UnknownAttackError", "create_attack", "get_attack", "list_attacks", "register_attack"]
+           "Square", "UnknownAttackError", "create_attack", "get_attack", "list_attacks", "register_attack"]

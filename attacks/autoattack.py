@@ -4,7 +4,7 @@ from __future__ import annotations
 import pyautoattack
 import torch
 
-from .base import Attack
+from .base import Attack, own_global_rng
 from .registry import register_attack
 
 VERSIONS = ("standard", "rand", "plus", "custom")
@@ -52,6 +52,5 @@ class AutoAttack(Attack):
         adversary.verbose = False
         if self.n_iter is not None:
             adversary.apgd.n_iter = adversary.apgd_targeted.n_iter = self.n_iter
-        devices = [images.device] if images.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # the library seeds the global RNG
+        with own_global_rng(images.device):  # the library seeds the global RNG
             return adversary.run_standard_evaluation(images, labels, batch_size=len(images))[0]

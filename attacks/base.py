@@ -34,6 +34,7 @@ class Attack:
     """
 
     norms: tuple[str, ...] = NORMS  # the threat models the attack's paper defines
+    gradient_free: bool = False  # True for an attack that only queries the model's outputs (black-box)
 
     def __init__(self, models: nn.Module | Sequence[nn.Module], *, eps: float, norm: str = "Linf",
                  targeted: bool = False, seed: int = 0):
@@ -164,6 +165,12 @@ def input_gradient(loss_fn, x: torch.Tensor) -> torch.Tensor:
     """Gradient of the scalar ``loss_fn(x)`` with respect to ``x`` only (no parameter .grad)."""
     x = x.detach().requires_grad_(True)
     return torch.autograd.grad(loss_fn(x), x)[0]
+
+
+def own_global_rng(device: torch.device):
+    """A context in which a library may seed torch's global RNG (AutoAttack, torchattacks' Square do) without
+    changing the caller's: the CPU state, and that of ``device`` if it is a GPU, are restored on exit."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 def positive_number(value, name: str) -> float:

@@ -31,14 +31,14 @@ from .leaderboard.format import fmt_eps
 from .metrics import accuracy, accuracy_metrics, perturbation_norms, predict
 from .store import ResultStore
 from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
-from .whitebox import attacked_model, eot_samples, is_randomised, whitebox_params
+from .whitebox import attack_kind, attacked_model, eot_samples, is_randomised, whitebox_params
 from .zoo import CheckpointError, ModelSpec, TrainRecipe, resolve_derived, resolve_model
 from .zoo.derived import checked_settings
 from .zoo.derived import describe as describe_derived
 
-ATTACK_KINDS = {"surrogates": "transfer", "defense": "white-box", "adaptive": "adaptive"}
-WHITEBOX_TARGETS = {"defense": "white-box: each defense itself",
-                    "adaptive": "white-box: each defense's mean of logits (adaptive)"}
+ATTACKED = {"white-box": "white-box: each defense itself",
+            "adaptive": "white-box: each defense's mean of logits (adaptive)",
+            "black-box": "black-box: queries each defense's outputs"}
 DEFAULT_CACHE = Path.home() / ".cache" / "robustbench_ens" / "models"
 STORE_FILE = "results.sqlite"
 ADV_FOLDER = "adv"
@@ -371,7 +371,7 @@ def _setting(suite, data, images, labels, models, provenance, cells, device, ver
         "threat": {"norm": suite.norm, "eps": list(suite.eps), "headline_eps": suite.headline_eps},
         "seeds": [suite.seed],
         "attacks": [{"name": a.name, "class": get_attack(a.attack).__name__, "params": a.params,
-                     "surrogates": list(a.surrogates) or [WHITEBOX_TARGETS[a.on]], "kind": ATTACK_KINDS[a.on],
+                     "surrogates": list(a.surrogates) or [ATTACKED[attack_kind(a)]], "kind": attack_kind(a),
                      "eps": a.eps_values(suite.eps), "eot": eot_samples(a),
                      "defenses": "all" if a.defenses is None else list(a.defenses)} for a in suite.attacks],
         "surrogates": [{"name": name, "arch": provenance[name].get("arch"), "origin": provenance[name].get("origin"),

@@ -1,4 +1,4 @@
-"""White-box attacks in the runner: what a per-defense attack differentiates, and EOT where needed.
+"""Per-defense attacks in the runner: what they differentiate (or query), their kind, and EOT where needed.
 
 An attack entry with ``on = "defense"`` attacks each defense itself; ``on = "adaptive"``
 attacks its adaptive view (:func:`defenses.adaptive_view`: the mean of its predictors'
@@ -61,3 +61,13 @@ def eot_samples(entry: AttackEntry) -> int | None:
     if issubclass(attack, AutoAttack) and entry.params.get("version", "standard") in ("standard", "rand"):
         return RAND_EOT_SAMPLES
     return None
+
+
+def attack_kind(entry: AttackEntry) -> str:
+    """transfer (crafted on surrogates), white-box or adaptive (gradients of the defense or its view), or
+    black-box (queries of the defense's outputs only)."""
+    if not entry.whitebox:
+        return "transfer"
+    if get_attack(entry.attack).gradient_free:
+        return "black-box"
+    return "adaptive" if entry.on == "adaptive" else "white-box"

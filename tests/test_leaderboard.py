@@ -449,3 +449,12 @@ def test_an_attack_run_on_a_subset_of_defenses_leaves_the_others_complete(tmp_pa
 def test_l2_budgets_are_shown_as_decimals():
     assert [fmt_eps(e) for e in (0.25, 0.5, 1.0, 4.0, 254 / 255)] == ["0.25", "0.5", "1", "4", "254/255"]
     assert canonical_eps(4.0) == 4.0 and canonical_eps(1.0) == 1.0
+
+
+def test_masking_check_flags_a_black_box_attack_beating_the_white_box_one():
+    robust = {("PGD", E8, "d"): 0.60, ("Square", E8, "d"): 0.20, ("PGD", E8, "e"): 0.10, ("Square", E8, "e"): 0.30}
+    setting = {"suite": "toy", "attacks": [{"name": "PGD", "kind": "white-box"},
+                                           {"name": "Square", "kind": "black-box"}]}
+    lb = build(_grid_cells(robust), setting)
+    assert lb.masking["d"] == ["at 8/255 the black-box attack Square (20.0 %) beats every white-box attack (60.0 %)"]
+    assert lb.masking["e"] == []

@@ -89,6 +89,29 @@ def test_autoattack_wrapper_runs_the_library_and_keeps_the_global_rng():
         AutoAttack([model, model])
 
 
+def test_square_needs_no_gradient_and_breaks_a_masked_model():
+    from attacks import Square
+
+    masked = nn.Sequential(Quantised(), TinyNet()).eval()
+    images, _ = _batch(16)
+    labels = masked(images).argmax(1)
+    state = torch.random.get_rng_state()
+    x_adv = Square(masked, eps=32 / 255, n_queries=300)(images, labels)
+    assert torch.equal(torch.random.get_rng_state(), state), "the caller's RNG is left as it was"
+    assert torch.equal(x_adv, Square(masked, eps=32 / 255, n_queries=300)(images, labels)), "seeded"
+    assert (x_adv - images).abs().max() <= 32 / 255 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    pgd = PGD(masked, eps=32 / 255, steps=10, random_start=False)(images, labels)
+    accuracy = lambda x: (masked(x).argmax(1) == labels).float().mean().item()  # noqa: E731
+    assert accuracy(pgd) == 1.0, "the rounding step hides the gradient from PGD"
+    assert accuracy(x_adv) <= 0.5, "the scores alone are enough for Square"
+    plain = TinyNet().eval()
+    l2 = Square(plain, eps=2.0, norm="L2", n_queries=100)(images, plain(images).argmax(1))
+    assert ((l2 - images).flatten(1).norm(dim=1) <= 2.0 + 1e-4).all()
+    for kwargs, match in (({"n_queries": 0}, "n_queries"), ({"p_init": 1.5}, "p_init")):
+        with pytest.raises(ValueError, match=match):
+            Square(masked, **kwargs)
+
+
 def test_bpda_sees_through_a_step_that_masks_the_gradient():
     net = TinyNet().eval()
     masked = nn.Sequential(Quantised(), net).eval()

@@ -2,7 +2,8 @@
 Adversarial Robustness", 2019).
 
 A white-box attack that works sees robust accuracy fall as eps and steps grow, reach about 0
-at a large eps, and beats any transfer attack, which knows less. Where the cells say otherwise,
+at a large eps, and beats any transfer or black-box attack, which knows less (neither reads
+the defense's gradient). Where the cells say otherwise,
 the defense's white-box numbers are suspect (masked or obfuscated gradients) and its row gets
 a warning. Checks need the cells they compare: a white-box attack at several eps, at a large
 eps, the same attack with more steps, and transfer attacks at the same eps.
@@ -20,23 +21,24 @@ TOLERANCE = 0.01  # a difference smaller than this (1 point) is noise, not a fai
 LARGE_EPS = {"Linf": 64 / 255, "L2": 4.0}  # a budget at which a working attack leaves about 0 %
 NEAR_ZERO = 0.05
 WHITEBOX_KINDS = ("white-box", "adaptive")
+GRADIENT_FREE_KINDS = ("transfer", "black-box")  # attacks that never read the defense's gradient
 
 
 def masking_warnings(lb: Leaderboard, setting: dict) -> dict[str, list[str]]:
     """Per defense, the checks it fails, each as one sentence (none: an empty list)."""
     kinds = {a["name"]: a.get("kind", "transfer") for a in setting.get("attacks", [])}
     whitebox = [a for a in lb.attacks if kinds.get(a) in WHITEBOX_KINDS]
-    transfer = [a for a in lb.attacks if kinds.get(a, "transfer") == "transfer"]
+    gradient_free = [a for a in lb.attacks if kinds.get(a, "transfer") in GRADIENT_FREE_KINDS]
     large_eps = LARGE_EPS.get((setting.get("threat") or {}).get("norm", "Linf"), LARGE_EPS["Linf"])
     warnings: dict[str, list[str]] = {}
     for defense in lb.defenses:
         found = []
         for eps in lb.eps_list:
             best_wb = _best(lb, eps, whitebox, defense)
-            best_tr = _best(lb, eps, transfer, defense)
-            if best_wb and best_tr and best_tr[1] < best_wb[1] - TOLERANCE:
-                found.append(f"at {fmt_eps(eps)} the transfer attack {best_tr[0]} ({100 * best_tr[1]:.1f} %) beats "
-                             f"every white-box attack ({100 * best_wb[1]:.1f} %)")
+            best_gf = _best(lb, eps, gradient_free, defense)
+            if best_wb and best_gf and best_gf[1] < best_wb[1] - TOLERANCE:
+                found.append(f"at {fmt_eps(eps)} the {kinds.get(best_gf[0], 'transfer')} attack {best_gf[0]} "
+                             f"({100 * best_gf[1]:.1f} %) beats every white-box attack ({100 * best_wb[1]:.1f} %)")
         for attack in whitebox:
             series = [(eps, _acc(lb, eps, attack, defense)) for eps in lb.eps_list]
             series = [(eps, acc) for eps, acc in series if acc is not None]

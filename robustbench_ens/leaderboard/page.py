@@ -110,7 +110,7 @@ def summary(lb: Leaderboard, setting: dict) -> str:
 
 def caveat(lb: Leaderboard, setting: dict) -> str:
     kinds = {a.get("kind", "transfer") for a in setting.get("attacks", [])}
-    whitebox = bool(kinds & {"white-box", "adaptive"})
+    whitebox = bool(kinds & {"white-box", "adaptive", "black-box"})
     parts = [f"Robust accuracy is measured on the first {n_text(lb, setting)} test points only."]
     if "transfer" in kinds or not kinds:
         parts.append("Transfer attacks are crafted on the surrogate models and then evaluated on each defense, which "
@@ -121,8 +121,11 @@ def caveat(lb: Leaderboard, setting: dict) -> str:
                      "members' or predictors' logits, in place of its aggregation), with EOT against a defense "
                      "whose forward pass is random, and evaluated on the defense; a defense's headline is its worst "
                      "case over all attacks. '⚠ gradient masking?' marks a defense whose results fail a sanity "
-                     "check (a transfer attack beating every white-box one, robust accuracy rising with eps or "
-                     "steps, or not near 0 at a large eps).")
+                     "check (a transfer or black-box attack beating every white-box one, robust accuracy rising "
+                     "with eps or steps, or not near 0 at a large eps).")
+    if "black-box" in kinds:
+        parts.append("Black-box attacks query each defense's outputs and never read a gradient, so masked "
+                     "gradients do not stop them.")
     crossmax = [d["name"] for d in setting.get("defenses", [])
                 if d.get("kind") == "self_ensemble" or (d.get("params") or {}).get("aggregation") == "crossmax"]
     if crossmax:
