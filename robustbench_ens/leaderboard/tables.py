@@ -286,7 +286,8 @@ def _attack_at(lb: Leaderboard, eps: float, a: str) -> dict[str, Any]:
             std = float(full.mean(axis=0).std(ddof=1))
     return {"eps": eps, "eps_label": fmt_eps(eps), "success_rate": mean, "success_rate_std": std,
             "n_defenses": len(valued), "complete": bool(valued) and not failed and not absent,
-            "subset": a in lb.planned, "failed_defenses": failed, "partial_defenses": partial, "missing_defenses": absent}
+            "subset": a in lb.planned, "failed_defenses": failed, "partial_defenses": partial,
+            "missing_defenses": absent}
 
 
 def attack_ranking(lb: Leaderboard, setting: dict) -> list[dict]:
