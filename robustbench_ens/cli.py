@@ -1,6 +1,7 @@
 """``python run_all.py --suite cifar10``: parse the command line, run the suite, publish.
 
-Exit codes: 0 all cells finished; 1 some cells failed (recorded, shown on the leaderboard);
+Exit codes: 0 all cells finished; 1 some cells failed (recorded, shown on the leaderboard;
+``--retry-failed`` runs them again);
 2 bad input (data, suite, names, device, checkpoint), reported in one line.
 """
 from __future__ import annotations
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="reuse finished cells and saved adversarial sets in --out (default)")
     resume.add_argument("--fresh", dest="fresh", action="store_true",
                         help="discard --out's results and adversarial sets and start over")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="run the grid's failed cells again (a failed cell is otherwise kept as finished); "
+                             "every other finished cell is reused")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     return parser
 
@@ -81,14 +85,18 @@ def main(argv: list[str] | None = None) -> int:
             data_path=args.data,
             models_dir=_optional_path(args.models or os.environ.get("RBE_MODELS")),
             cache_dir=Path(args.cache or os.environ.get("RBE_CACHE") or DEFAULT_CACHE),
-            fresh=args.fresh, progress=args.progress,
+            fresh=args.fresh, retry_failed=args.retry_failed, progress=args.progress,
             command=shlex.join(["python", "run_all.py", *(sys.argv[1:] if argv is None else argv)]))
         result = run_suite(config)
     except _user_errors() as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{result.evaluated} cells evaluated, {result.skipped} already finished, "
+    retried = f" ({result.retried} of them failed before and were retried)" if result.retried else ""
+    print(f"{result.evaluated} cells evaluated{retried}, {result.skipped} already finished, "
           f"{len(result.crafted)} adversarial sets crafted, {result.failed} failed")
+    if result.failed:
+        print("failed cells are recorded with their errors on the leaderboard; once the cause is fixed, "
+              "run the same command with --retry-failed to compute them again", file=sys.stderr)
     if result.leaderboard_files:
         print(f"leaderboard: {config.leaderboard_dir}/README.md (and {len(result.leaderboard_files) - 1} more files)")
     return 1 if result.failed else 0
@@ -108,8 +116,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
     from .data import DataError
     from .environment import DeviceError
+    from .metrics import ModelOutputError
     from .suite import SuiteError
     from .zoo import CheckpointError, UnknownModelError
 
     return (DataError, SuiteError, DeviceError, UnknownAttackError, UnknownDefenseError, UnknownModelError,
-            CheckpointError)
+            CheckpointError, ModelOutputError)

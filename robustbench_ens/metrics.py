@@ -11,15 +11,35 @@ import math
 import torch
 from torch import nn
 
+from .data import NUM_CLASSES
+
+
+class ModelOutputError(ValueError):
+    """A model's output is not a batch of finite scores over the data's classes."""
+
+
+def checked_logits(logits: torch.Tensor, n_images: int, num_classes: int, what: str) -> torch.Tensor:
+    """``logits`` if they are finite and of shape (n_images, num_classes); else a ModelOutputError naming ``what``."""
+    if logits.shape != (n_images, num_classes):
+        raise ModelOutputError(f"{what} outputs shape {tuple(logits.shape)} on {n_images} images; expected "
+                               f"({n_images}, {num_classes}): one score per class of the data")
+    if not torch.isfinite(logits).all():
+        raise ModelOutputError(f"{what} outputs NaN or infinite scores")
+    return logits
+
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device | str) -> torch.Tensor:
-    """Predicted classes of ``model`` (in eval mode) on ``images``, computed in batches on ``device``."""
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device | str,
+            num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """Predicted classes of ``model`` (in eval mode) on ``images``, computed in batches on ``device``.
+
+    Raises ModelOutputError where the model's output is not finite scores over ``num_classes``.
+    """
     was_training = model.training
     model.eval()
     try:
-        preds = [model(images[i:i + batch_size].to(device)).argmax(dim=1).cpu()
-                 for i in range(0, len(images), batch_size)]
+        preds = [checked_logits(model(batch.to(device)), len(batch), num_classes, type(model).__name__)
+                 .argmax(dim=1).cpu() for batch in images.split(batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(preds)

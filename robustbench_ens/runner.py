@@ -25,10 +25,10 @@ from attacks import create_attack, get_attack
 from defenses import build_defense
 
 from . import atomic, environment
-from .data import load_cifar10
+from .data import NUM_CLASSES, load_cifar10
 from .leaderboard import write_leaderboard
 from .leaderboard.format import fmt_eps
-from .metrics import accuracy, accuracy_metrics, perturbation_norms, predict
+from .metrics import accuracy, accuracy_metrics, checked_logits, perturbation_norms, predict
 from .store import ResultStore
 from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
 from .whitebox import attack_kind, attacked_model, eot_samples, is_randomised, whitebox_params
@@ -53,6 +53,7 @@ class RunConfig:
     models_dir: Path | None = None
     cache_dir: Path = DEFAULT_CACHE
     fresh: bool = False
+    retry_failed: bool = False  # forget this grid's failed cells first, so that they run again
     progress: bool = True
     command: str = ""
 
@@ -64,6 +65,7 @@ class RunResult:
     evaluated: int = 0
     skipped: int = 0
     failed: int = 0
+    retried: int = 0  # failed cells forgotten by --retry-failed (and run again)
     leaderboard_files: list[Path] = field(default_factory=list)
 
 
@@ -88,11 +90,13 @@ def run_suite(config: RunConfig) -> RunResult:
 
     models, provenance = resolve_models(suite, data, config, device)
     defenses = build_defenses(suite, models, device)
+    _check_outputs(suite, models, defenses, images[:2].to(device))
     _check_attacks(suite, models, defenses)
     identity = {name: _model_identity(name, provenance[name]) for name in models}
     cells = _grid(suite, data.sha256, identity)
+    retried = store.discard_failed(c.cell_id for c in cells) if config.retry_failed else 0
     finished = store.finished_ids()
-    result = RunResult(cells=None, skipped=sum(c.cell_id in finished for c in cells))
+    result = RunResult(cells=None, skipped=sum(c.cell_id in finished for c in cells), retried=retried)
 
     adversarial_sets = _AdversarialSets(suite, models, defenses, images, labels, store,
                                         config.out_dir / ADV_FOLDER, device, config.progress)
@@ -184,16 +188,29 @@ def build_defenses(suite: Suite, models: dict, device) -> dict:
 
 def craft(attack, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device, *, desc: str = "",
           progress: bool = False) -> torch.Tensor:
-    """``attack`` run batch by batch on ``device``; the adversarial images, on the CPU."""
-    return torch.cat([attack(images[i:i + batch_size].to(device), labels[i:i + batch_size].to(device)).cpu()
-                      for i in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False,
-                                    disable=not progress)]).contiguous()
+    """``attack`` run batch by batch on ``device``; the adversarial images, on the CPU (a ValueError if not finite)."""
+    x_adv = torch.cat([attack(images[i:i + batch_size].to(device), labels[i:i + batch_size].to(device)).cpu()
+                       for i in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False,
+                                     disable=not progress)]).contiguous()
+    if not torch.isfinite(x_adv).all():
+        raise ValueError(f"{type(attack).__name__} produced NaN or infinite pixels")
+    return x_adv
 
 
 def _discard_results(out_dir: Path) -> None:
     """``--fresh``: removes the store and the adversarial sets, nothing else in ``out_dir``."""
     (out_dir / STORE_FILE).unlink(missing_ok=True)
     shutil.rmtree(out_dir / ADV_FOLDER, ignore_errors=True)
+
+
+@torch.no_grad()
+def _check_outputs(suite: Suite, models: dict, defenses: dict, images: torch.Tensor) -> None:
+    """Every surrogate and defense gives finite scores over the data's classes, before any work."""
+    surrogates = dict.fromkeys(m for a in suite.attacks for m in a.surrogates)
+    checks = [(f"surrogate model {name!r}", member) for name in surrogates for member in expand_models(models, [name])]
+    checks += [(f"defense {name!r}", defense.eval()) for name, defense in defenses.items()]
+    for what, model in checks:
+        checked_logits(model(images), len(images), NUM_CLASSES, what)
 
 
 def _check_attacks(suite: Suite, models: dict, defenses: dict) -> None:

@@ -47,6 +47,13 @@ class ResultStore:
         with closing(self._connect()) as db:
             return {row[0] for row in db.execute("SELECT cell_id FROM cells")}
 
+    def discard_failed(self, cell_ids) -> int:
+        """Forgets the failed cells among ``cell_ids`` (so that a run computes them again); how many there were."""
+        ids = list(cell_ids)
+        with closing(self._connect()) as db, db:
+            return sum(db.execute("DELETE FROM cells WHERE status != 'ok' AND cell_id = ?", (cell_id,)).rowcount
+                       for cell_id in ids)
+
     def put_cell(self, cell: dict) -> None:
         """Records a finished cell; a cell already recorded is never overwritten."""
         row = {key: cell.get(key) for key in CELL_COLUMNS}

@@ -341,3 +341,61 @@ def test_a_bad_derived_model_stops_the_run_before_any_training(tmp_path, slice_p
         _run_two_model_suite(tmp_path, slice_path, models_path, name="bad", surrogates='["a"]', target="b",
                              extra=extra)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_retry_failed_runs_only_the_failed_cells_again(tmp_path, slice_path, models_path, monkeypatch):
+    original = attacks.ens.Ens.forward
+
+    def out_of_memory_on_probs(self, images, labels):
+        if self.fusion == "probs":
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return original(self, images, labels)
+
+    monkeypatch.setattr(attacks.ens.Ens, "forward", out_of_memory_on_probs)
+    first = run_suite(_config(tmp_path, slice_path, models_path))
+    failed = first.cells[first.cells["status"] != "ok"]
+    assert first.failed == 4 and set(failed["attack"]) == {"Ens-probs"}
+    assert failed["error"].str.contains("crafting failed: RuntimeError: CUDA out of memory").all()
+    assert "failed" in (tmp_path / "lb" / "README.md").read_text(), "the page shows the failed cells"
+
+    monkeypatch.setattr(attacks.ens.Ens, "forward", original)  # the cause is fixed
+    kept = run_suite(_config(tmp_path, slice_path, models_path))
+    assert kept.evaluated == 0 and kept.failed == 0, "without --retry-failed a failed cell stays recorded"
+    calls = _count_crafting(monkeypatch)
+    config = _config(tmp_path, slice_path, models_path)
+    config.retry_failed = True
+    retried = run_suite(config)
+    assert (retried.retried, retried.evaluated, retried.failed) == (4, 4, 0)
+    assert sorted(retried.crafted) == [("Ens-probs", 4 / 255), ("Ens-probs", 8 / 255)] and len(calls) == 2
+    assert (retried.cells["status"] == "ok").all() and len(retried.cells) == N_CELLS
+    same = retried.cells.set_index("cell_id").loc[first.cells.loc[first.cells["status"] == "ok", "cell_id"]]
+    assert (same["finished_at"].values == first.cells.loc[first.cells["status"] == "ok", "finished_at"].values).all()
+
+
+def test_a_model_with_wrong_or_non_finite_outputs_stops_the_run(tmp_path, slice_path, models_path, monkeypatch,
+                                                                capsys):
+    import torch
+
+    from robustbench_ens import runner
+    from robustbench_ens.cli import main
+
+    class Broken(torch.nn.Module):
+        def __init__(self, classes, fill=0.0):
+            super().__init__()
+            self.classes, self.fill, self.weight = classes, fill, torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return torch.full((len(x), self.classes), self.fill) + self.weight
+
+    built = runner.build_defenses
+    monkeypatch.chdir(tmp_path)
+    args = ["--suite", "smoke", "--data", str(slice_path), "--models", str(models_path), "--no-progress",
+            "--cache", str(tmp_path / "cache")]
+    for broken, expected in ((Broken(5), "defense 'resnet2b-at' outputs shape (2, 5) on 2 images; expected (2, 10)"),
+                             (Broken(10, float("nan")), "defense 'resnet2b-at' outputs NaN or infinite scores")):
+        monkeypatch.setattr(runner, "build_defenses",
+                            lambda *a, b=broken: {**built(*a), "resnet2b-at": b})  # noqa: B023
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {expected}")
+    assert not (tmp_path / "leaderboards").exists()
