@@ -243,21 +243,24 @@ def parse_suite(raw: dict, source: str) -> Suite:
     data = _Table(top.get("data", {}), f"{source} [data]")
     threat = _Table(top.get("threat", {}), f"{source} [threat]")
     run = _Table(top.get("run", {}), f"{source} [run]")
-    default_surrogates = tuple(top.get("surrogates", []))
-    models = {name: _model_entry(name, spec, source) for name, spec in top.get("models", {}).items()}
-    norm = str(threat.get("norm", "Linf"))
+    default_surrogates = top.names("surrogates")
+    models = {name: _model_entry(name, spec, source) for name, spec in top.table("models").items()}
+    norm = threat.text("norm", "Linf")
     attacks = tuple(_attack_entry(i, spec, default_surrogates, norm, source)
-                    for i, spec in enumerate(top.get("attacks", [])))
-    defenses = tuple(_defense_entry(i, spec, source) for i, spec in enumerate(top.get("defenses", [])))
-    eps = tuple(parse_eps(e, norm) for e in threat.get("eps", ["8/255"]))
+                    for i, spec in enumerate(top.tables("attacks")))
+    defenses = tuple(_defense_entry(i, spec, source) for i, spec in enumerate(top.tables("defenses")))
+    eps_values = threat.get("eps", ["8/255"])
+    if not isinstance(eps_values, list):
+        raise SuiteError(f"{source} [threat]: eps must be a list such as [\"8/255\"], got {eps_values!r}")
+    eps = tuple(parse_eps(e, norm) for e in eps_values)
     suite = Suite(
-        name=str(top.require("name")), description=str(top.get("description", "")), source=source,
+        name=top.text("name"), description=top.text("description", ""), source=source,
         n_examples=_positive_int(data.get("n_examples", 1000), "data.n_examples"),
         batch_size=_positive_int(data.get("batch_size", 250), "data.batch_size"),
         norm=norm, eps=eps,
         headline_eps=parse_eps(threat.get("headline_eps", max(eps) if eps else 0), norm),
-        seed=_int(run.get("seed", 0), "run.seed"), device=str(run.get("device", "auto")),
-        train=dict(top.get("train", {})), models=models, attacks=attacks, defenses=defenses)
+        seed=_int(run.get("seed", 0), "run.seed"), device=run.text("device", "auto"),
+        train=top.table("train"), models=models, attacks=attacks, defenses=defenses)
     for table in (top, data, threat, run):
         table.reject_unknown()
     for attack in attacks:  # checked here, not after --eps/--defenses overrides, which may take its subset away
@@ -287,6 +290,32 @@ class _Table:
             raise SuiteError(f"{self.where} lacks the key {key!r}")
         return self.get(key)
 
+    def text(self, key, default=None):
+        """A string value (``default`` if absent; required if ``default`` is None)."""
+        value = self.require(key) if default is None else self.get(key, default)
+        if not isinstance(value, str):
+            raise SuiteError(f"{self.where}: {key!r} must be a string, got {value!r}")
+        return value
+
+    def names(self, key, default=()) -> tuple[str, ...]:
+        """A list of names (``default`` if absent)."""
+        value = self.get(key, list(default))
+        return _names(value, self.where, key)
+
+    def table(self, key) -> dict:
+        """A table value ({} if absent)."""
+        value = self.get(key, {})
+        if not isinstance(value, dict):
+            raise SuiteError(f"{self.where}: {key!r} must be a table, e.g. {key} = {{ steps = 10 }}, got {value!r}")
+        return dict(value)
+
+    def tables(self, key) -> list:
+        """An array of tables ([] if absent), such as [[attacks]]."""
+        value = self.get(key, [])
+        if not isinstance(value, list):
+            raise SuiteError(f"{self.where}: {key!r} must be an array of tables ([[{key}]]), got {value!r}")
+        return value
+
     def reject_unknown(self):
         unknown = set(self.raw) - self.read
         if unknown:
@@ -295,14 +324,13 @@ class _Table:
 
 def _model_entry(name: str, spec, source: str) -> ModelEntry:
     table = _Table(spec, f"{source} [models.{name}]")
-    method = table.get("method")
-    entry = ModelEntry(name=name, arch=str(table.get("arch", "")) if method else str(table.require("arch")),
-                       checkpoint=table.get("checkpoint"),
-                       train=dict(table.get("train", {})), seed=_int(table.get("seed", 0), f"models.{name}.seed"),
-                       source=str(table.get("source", "")),
+    method = table.text("method", "") or None
+    checkpoint = table.text("checkpoint", "") or None
+    entry = ModelEntry(name=name, arch=table.text("arch", "") if method else table.text("arch"),
+                       checkpoint=checkpoint, train=table.table("train"),
+                       seed=_int(table.get("seed", 0), f"models.{name}.seed"), source=table.text("source", ""),
                        require_checkpoint=bool(table.get("require_checkpoint", False)),
-                       method=str(method) if method else None, bases=_names(table.get("from", []), table.where),
-                       params=dict(table.get("params", {})))
+                       method=method, bases=table.names("from"), params=table.table("params"))
     table.reject_unknown()
     if entry.require_checkpoint and not entry.checkpoint:
         raise SuiteError(f"{table.where}: require_checkpoint needs a checkpoint name")
@@ -322,15 +350,16 @@ def _names(value, where: str, key: str = "from") -> tuple[str, ...]:
 
 def _attack_entry(index: int, spec, default_surrogates, norm: str, source: str) -> AttackEntry:
     table = _Table(spec, f"{source} [[attacks]] #{index + 1}")
-    on = str(table.get("on", "surrogates"))
+    on = table.text("on", "surrogates")
     if on not in ATTACK_TARGETS:
         raise SuiteError(f"{table.where}: on must be one of {', '.join(ATTACK_TARGETS)}, got {on!r}")
     if on != "surrogates" and "surrogates" in table.raw:
         raise SuiteError(f"{table.where}: a white-box attack (on = {on!r}) takes no surrogates")
     eps, defenses = table.get("eps"), table.get("defenses")
-    entry = AttackEntry(name=str(table.require("name")), attack=str(table.require("attack")),
-                        params=dict(table.get("params", {})),
-                        surrogates=tuple(table.get("surrogates", default_surrogates)) if on == "surrogates" else (),
+    if eps is not None and not isinstance(eps, list):
+        raise SuiteError(f"{table.where}: eps must be a list such as [\"8/255\"], got {eps!r}")
+    entry = AttackEntry(name=table.text("name"), attack=table.text("attack"), params=table.table("params"),
+                        surrogates=table.names("surrogates", default_surrogates) if on == "surrogates" else (),
                         on=on, eps=None if eps is None else tuple(parse_eps(e, norm) for e in eps),
                         eot=_positive_int(table.get("eot", 10), f"{table.where} eot"),
                         defenses=None if defenses is None else _names(defenses, table.where, "defenses"))
@@ -340,8 +369,9 @@ def _attack_entry(index: int, spec, default_surrogates, norm: str, source: str) 
 
 def _defense_entry(index: int, spec, source: str) -> DefenseEntry:
     table = _Table(spec, f"{source} [[defenses]] #{index + 1}")
-    entry = DefenseEntry(name=str(table.require("name")), kind=str(table.get("kind", "single")),
-                         members=tuple(table.require("members")), params=dict(table.get("params", {})))
+    table.require("members")
+    entry = DefenseEntry(name=table.text("name"), kind=table.text("kind", "single"), members=table.names("members"),
+                         params=table.table("params"))
     table.reject_unknown()
     return entry
 
