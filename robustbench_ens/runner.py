@@ -32,7 +32,7 @@ from .metrics import accuracy, accuracy_metrics, checked_logits, perturbation_no
 from .store import ResultStore
 from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
 from .whitebox import attack_kind, attacked_model, eot_samples, is_randomised, whitebox_params
-from .zoo import CheckpointError, ModelSpec, TrainRecipe, resolve_derived, resolve_model
+from .zoo import CheckpointError, ModelSpec, TrainRecipe, pretrained_file, resolve_derived, resolve_model
 from .zoo.derived import checked_settings
 from .zoo.derived import describe as describe_derived
 
@@ -141,8 +141,8 @@ def resolve_models(suite: Suite, data, config: RunConfig, device) -> tuple[dict,
     names = suite.model_names()
     for name in names:  # before any training: a model the zoo cannot reproduce is never replaced
         entry = suite.models[name]
-        if entry.require_checkpoint and not (config.models_dir and
-                                             (config.models_dir / f"{entry.checkpoint}.safetensors").is_file()):
+        found = config.models_dir and pretrained_file(config.models_dir, entry.checkpoint)
+        if entry.require_checkpoint and not found:
             raise CheckpointError(
                 f"model {name!r} needs the checkpoint {entry.checkpoint}.safetensors in --models "
                 f"(now {config.models_dir}); the zoo's standard recipe cannot reproduce it "

@@ -376,3 +376,37 @@ def test_model_spec_validation():
     assert spec.recipe == TrainRecipe(epochs=2) and spec.mean == (0.5, 0.5, 0.5)
     assert hash(spec) == hash(ModelSpec(name="a", arch="resnet20_a", recipe=TrainRecipe(epochs=2),
                                         mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2)))
+
+
+class _Payload:
+    """An object whose unpickling would run code: weights_only=True must refuse it."""
+
+    def __reduce__(self):
+        return (print, ("this ran while unpickling",))
+
+
+def test_a_users_torch_file_loads_only_as_plain_tensors(tmp_path, capsys):
+    from robustbench_ens.zoo import ModelSpec, resolve_model
+
+    model, _, _ = _saved(tmp_path)
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    torch.save({"state_dict": model.net.state_dict()}, models_dir / "mine.pt")
+    spec = ModelSpec(name="mine", arch="resnet20_b", checkpoint="mine", recipe=TINY)
+    loaded, provenance = resolve_model(spec, None, models_dir, tmp_path / "cache")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x)), "same weights, the architecture's own normalisation"
+    assert provenance["origin"] == "models_dir" and provenance["path"].endswith("mine.pt")
+    assert len(provenance["sha256"]) == 64
+
+    torch.save({"weights": model.net.state_dict(), "hook": _Payload()}, models_dir / "evil.pt")
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        load_checkpoint(models_dir / "evil.pt", arch="resnet20_b")
+    assert "this ran while unpickling" not in capsys.readouterr().out
+    (models_dir / "cut.pt").write_bytes((models_dir / "mine.pt").read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(models_dir / "cut.pt", arch="resnet20_b")
+    (models_dir / "mine.json").write_text('{"sha256": "' + "0" * 64 + '"}')
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(models_dir / "mine.pt", arch="resnet20_b")

@@ -8,12 +8,12 @@ from .derived import Method, get_method, list_methods, register_method, resolve_
 from .lgv import LGV_RECIPE, collect_lgv
 from .normalize import Normalized
 from .registry import UnknownModelError, create_model, list_models, register_model
-from .resolve import ModelSpec, resolve_model
+from .resolve import ModelSpec, pretrained_file, resolve_model
 from .train import TrainRecipe, train_model
 
 __all__ = [
     "register_model", "create_model", "list_models", "UnknownModelError", "Normalized",
     "save_checkpoint", "load_checkpoint", "CheckpointError", "TrainRecipe", "train_model",
-    "ModelSpec", "resolve_model", "collect_lgv", "LGV_RECIPE",
+    "ModelSpec", "pretrained_file", "resolve_model", "collect_lgv", "LGV_RECIPE",
     "Method", "register_method", "get_method", "list_methods", "resolve_derived",
 ]

@@ -1,5 +1,9 @@
 """Checkpoints as safetensors (never pickle) with a JSON provenance record beside them.
 
+A user's own ``.pt``/``.pth`` state dict is read too, only through ``torch.load(weights_only=True)``
+(which refuses any object but tensors and plain containers); its architecture comes from the
+suite, its normalisation from ``<stem>.json`` or else the architecture's default.
+
 ``<stem>.safetensors`` holds the bare network's state dict and the string metadata
 ``arch``, ``normalize_mean`` and ``normalize_std`` (comma-separated floats), the layout of
 the shared pretrained files. ``<stem>.json`` holds the provenance (how the weights were
@@ -9,6 +13,7 @@ loading verifies the hash whenever the JSON records one.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -20,9 +25,10 @@ import torch
 
 from .. import atomic
 from .normalize import Normalized, as_channel_stats
-from .registry import UnknownModelError, create_model
+from .registry import UnknownModelError, create_model, default_normalization
 
 SUFFIX = ".safetensors"
+TORCH_SUFFIXES = (".pt", ".pth")  # a user's torch.save'd state dict: read with weights_only=True, never unpickled
 METADATA_KEYS = ("arch", "normalize_mean", "normalize_std")
 # Arch names used by the shared pretrained files -> registered names.
 _EXTERNAL_ARCHS = {"resnet-2b-vnncomp": "resnet2b", "resnet-4b-vnncomp": "resnet4b"}
@@ -43,6 +49,8 @@ def registered_arch(name: str) -> str:
 
 def _stem_paths(path_stem: Path) -> tuple[Path, Path]:
     path_stem = Path(path_stem)
+    if path_stem.suffix in TORCH_SUFFIXES:  # a user's torch file: read as it is named
+        return path_stem, path_stem.with_suffix(".json")
     if path_stem.name.endswith(SUFFIX):
         path_stem = path_stem.with_name(path_stem.name[: -len(SUFFIX)])
     return path_stem.with_name(path_stem.name + SUFFIX), path_stem.with_name(path_stem.name + ".json")
@@ -93,6 +101,8 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     if record is not None and record.get("sha256") and record["sha256"] != digest:
         raise CheckpointError(f"{weights_path} has sha256 {digest}, but {json_path.name} records "
                               f"{record['sha256']}: the file was modified or is incomplete; refusing to load it")
+    if weights_path.suffix in TORCH_SUFFIXES:
+        return _read_torch_state(data, weights_path), _metadata_from(record), record, digest
     metadata = _read_metadata(data, weights_path)
     try:
         state = safetensors.torch.load(data)
@@ -101,6 +111,30 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
                               f"{error}") from None
     return state, metadata, record, digest
 
+
+def _read_torch_state(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    """A ``torch.save``'d state dict (or ``{"state_dict": ...}``), loaded with ``weights_only=True``: tensors and
+    plain containers only, so a file that would run code when unpickled is refused."""
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError for forbidden objects, EOFError/RuntimeError when truncated
+        raise CheckpointError(f"{path} was refused by torch.load(weights_only=True): it holds objects other than "
+                              f"tensors, or is corrupt or truncated ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0] if str(error) else ''}); save the state_dict only, "
+                              "or convert it to safetensors") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"{path} is not a state dict of tensors (a mapping from parameter names to tensors)")
+    return state
+
+
+def _metadata_from(record: dict | None) -> dict[str, str]:
+    """A torch file's stand-in for safetensors metadata: arch and normalisation from its JSON record, if any."""
+    fields = {key: (record or {}).get(key) for key in METADATA_KEYS}
+    return {key: _floats(value) if isinstance(value, list) else str(value)
+            for key, value in fields.items() if value is not None}
 
 def _read_metadata(data: bytes, path: Path) -> dict[str, str]:
     """The ``__metadata__`` of a safetensors header (8-byte little-endian length, then JSON)."""
@@ -158,8 +192,11 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None,
         raise CheckpointError(f"{weights_path} has no 'arch' metadata; pass arch=...")
     if record is not None and record.get("arch") and registered_arch(record["arch"]) != name:
         raise CheckpointError(f"{json_path} says arch {record['arch']!r} but the weights are {name!r}")
-    mean = _parse_stats(metadata, "normalize_mean", weights_path)
-    std = _parse_stats(metadata, "normalize_std", weights_path)
+    if weights_path.suffix in TORCH_SUFFIXES and "normalize_mean" not in metadata:
+        mean, std = default_normalization(name)  # a bare torch file: the architecture's own normalisation
+    else:
+        mean = _parse_stats(metadata, "normalize_mean", weights_path)
+        std = _parse_stats(metadata, "normalize_std", weights_path)
     try:
         model = create_model(name, mean=mean, std=std)
     except UnknownModelError as error:

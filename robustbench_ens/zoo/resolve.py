@@ -1,6 +1,7 @@
 """From a suite's model entry to a ready model: pretrained file, cached training, or training now.
 
-Order: (a) ``<checkpoint>.safetensors`` in ``models_dir``; (b) ``<name>-<key>.safetensors``
+Order: (a) ``<checkpoint>.safetensors`` in ``models_dir`` (or a user's ``<checkpoint>.pt``, read
+with ``weights_only=True``); (b) ``<name>-<key>.safetensors``
 in ``cache_dir``, where ``key`` hashes everything that determines the weights (arch, recipe,
 seed, normalisation, data hash); (c) train, then save into the cache. A model that a suite
 names is thus trained once and reused afterwards.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import CheckpointError, load_checkpoint, registered_arch, save_checkpoint
+from .checkpoints import TORCH_SUFFIXES, CheckpointError, load_checkpoint, registered_arch, save_checkpoint
 from .normalize import Normalized, as_channel_stats
 from .registry import create_model, default_normalization
 from .train import TrainRecipe, train_model
@@ -67,6 +68,14 @@ def cache_key(spec: ModelSpec, data_sha256: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def pretrained_file(models_dir: Path, checkpoint: str) -> Path | None:
+    """``<checkpoint>.safetensors`` in ``models_dir``, else a user's ``<checkpoint>.pt``/``.pth``; None if neither."""
+    for suffix in (".safetensors", *TORCH_SUFFIXES):
+        if (models_dir / f"{checkpoint}{suffix}").is_file():
+            return models_dir / f"{checkpoint}{suffix}"
+    return None
+
+
 def resolve_model(spec: ModelSpec, data, models_dir: Path | None, cache_dir: Path,
                   device: str | torch.device = "cpu", progress: bool = True) -> tuple[Normalized, dict]:
     """Return ``(model in eval mode, provenance)``.
@@ -76,9 +85,10 @@ def resolve_model(spec: ModelSpec, data, models_dir: Path | None, cache_dir: Pat
     wins over ``spec.mean``/``spec.std``; those only apply to models trained here.
     """
     if spec.checkpoint is not None:
-        path = Path(models_dir) / f"{spec.checkpoint}.safetensors" if models_dir is not None else None
-        if path is not None and path.is_file():
-            model, provenance = load_checkpoint(path, device=device)
+        path = pretrained_file(Path(models_dir), spec.checkpoint) if models_dir is not None else None
+        if path is not None:
+            model, provenance = load_checkpoint(path, arch=spec.arch if path.suffix in TORCH_SUFFIXES else None,
+                                                device=device)
             if model.arch != registered_arch(spec.arch):
                 raise CheckpointError(f"{path} holds a {model.arch!r} network but model {spec.name!r} "
                                       f"declares arch {spec.arch!r}")
