@@ -86,7 +86,8 @@ def test_changed_settings_are_new_cells(tmp_path, slice_path, models_path):
 
 
 def test_resume_after_sigkill(tmp_path, slice_path, models_path):
-    """Kill a real run after its first attacked cell, resume it: same cells as an uninterrupted run."""
+    """Kill a real run after its first attacked cell, and again after a saved set, resume it: same cells (and
+    leaderboard numbers) as an uninterrupted run."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     base = [sys.executable, str(REPO / "run_all.py"), "--suite", "smoke", "--device", "cpu", "--no-progress",
             "--data", str(slice_path), "--models", str(models_path), "--cache", str(tmp_path / "cache")]
@@ -105,9 +106,23 @@ def test_resume_after_sigkill(tmp_path, slice_path, models_path):
     assert 1 <= len(before) < N_CELLS, "the kill did not land mid-run"
     assert not (tmp_path / "lb_killed").exists(), "no leaderboard from a killed run"
 
+    # killed again at another point: after the first of a saved set's cells, before the others
+    process = subprocess.Popen([*killed, "--resume"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=env, cwd=tmp_path)
+    for line in process.stdout:
+        if line.startswith("Ens-probs eps=4/255"):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    with sqlite3.connect(store) as db:
+        middle = pd.read_sql_query("SELECT * FROM cells", db)
+    assert len(before) <= len(middle) < N_CELLS
+
     resumed = subprocess.run([*killed, "--resume"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{N_CELLS - len(before)} cells evaluated, {len(before)} already finished" in resumed.stdout
+    assert f"{N_CELLS - len(middle)} cells evaluated, {len(middle)} already finished" in resumed.stdout
+    assert "crafted Ens-probs eps=4/255" not in resumed.stdout, "the saved set is reloaded, not crafted again"
     with sqlite3.connect(store) as db:
         after = pd.read_sql_query("SELECT * FROM cells", db)
     assert len(after) == N_CELLS and after["cell_id"].is_unique
