@@ -48,6 +48,23 @@ def write_with(path: Path, writer: Callable[[Path], None]) -> Path:
     return Path(path)
 
 
+class UnwritableFolderError(OSError):
+    """A folder that cannot be created or written; the message names it."""
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """An UnwritableFolderError unless ``folder`` exists as a writable folder or could be created (its nearest
+    existing ancestor is a writable folder). Creates nothing."""
+    folder = Path(folder).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    problem = ("is not a folder" if not existing.is_dir() else
+               "is not writable" if not os.access(existing, os.W_OK | os.X_OK) else None)
+    if problem:
+        where = "" if existing == folder else f" (its ancestor {existing} {problem})"
+        raise UnwritableFolderError(f"cannot write the {what} {folder}{where or ': it ' + problem}; "
+                                    "pass a folder you can write")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

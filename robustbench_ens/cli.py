@@ -114,6 +114,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from attacks import UnknownAttackError
     from defenses import UnknownDefenseError
 
+    from .atomic import UnwritableFolderError
     from .data import DataError
     from .environment import DeviceError
     from .metrics import ModelOutputError
@@ -121,4 +122,4 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .zoo import CheckpointError, UnknownModelError
 
     return (DataError, SuiteError, DeviceError, UnknownAttackError, UnknownDefenseError, UnknownModelError,
-            CheckpointError, ModelOutputError)
+            CheckpointError, ModelOutputError, UnwritableFolderError)

@@ -80,6 +80,9 @@ class Cell:
 
 def run_suite(config: RunConfig) -> RunResult:
     suite = config.suite
+    atomic.check_writable(config.out_dir, "run folder (--out)")
+    if config.leaderboard_dir is not None:
+        atomic.check_writable(config.leaderboard_dir, "leaderboard folder (--leaderboard-dir)")
     device = environment.select_device(suite.device)
     data = load_cifar10(config.data_path)
     images, labels = data.test(suite.n_examples)

@@ -54,9 +54,12 @@ def test_no_data_and_no_network(tmp_path, monkeypatch, capsys):
     (["--n-examples", "100000"], "1..846"),
     (["--suite", "cifar100"], "unknown suite"),
     (["--device", "tpu"], "device"),
+    (["--out", "blocker/run"], "cannot write the run folder (--out)"),
+    (["--leaderboard-dir", "blocker"], "cannot write the leaderboard folder"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, expected, tmp_path, monkeypatch, capsys, slice_path, models_path):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocker").write_text("a file where a folder should be")
     code = main(["--suite", "smoke", "--data", str(slice_path), "--models", str(models_path), "--no-progress",
                  *args])
     err = capsys.readouterr().err.strip().splitlines()
