@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--defenses", metavar="D,E", type=_names, default=None,
                         help="evaluate only these defenses of the suite")
     parser.add_argument("--eps", metavar="E,F", type=_names, default=None,
-                        help="perturbation budgets, e.g. 4/255,8/255 (replaces the suite's)")
+                        help="perturbation budgets, e.g. 4/255,8/255 (Linf) or 0.25,0.5 (L2); replaces the suite's")
     parser.add_argument("--n-examples", metavar="N", type=int, default=None,
                         help="evaluate on the first N test points (replaces the suite's)")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the suite's, auto)")
