@@ -458,3 +458,15 @@ def test_masking_check_flags_a_black_box_attack_beating_the_white_box_one():
     lb = build(_grid_cells(robust), setting)
     assert lb.masking["d"] == ["at 8/255 the black-box attack Square (20.0 %) beats every white-box attack (60.0 %)"]
     assert lb.masking["e"] == []
+
+
+def test_the_eps_plot_does_not_join_transfer_only_worst_cases_to_white_box_ones():
+    from robustbench_ens.leaderboard.plots import _transfer_only, robust_vs_eps_png
+
+    robust = {("Ens", E4, "d"): 0.6, ("Ens", E8, "d"): 0.5, ("PGD", E8, "d"): 0.1}
+    setting = {"suite": "toy", "attacks": [{"name": "Ens", "kind": "transfer"}, {"name": "PGD", "kind": "white-box"}]}
+    lb = build(_grid_cells(robust), setting)
+    assert _transfer_only(lb, setting) == {(E4, "d")}, "at 4/255 only a transfer attack ran"
+    transfer = {"suite": "toy", "attacks": [{"name": "Ens", "kind": "transfer"}]}
+    assert _transfer_only(build(_grid_cells({("Ens", E4, "d"): 0.6}), transfer), transfer) == set()
+    assert robust_vs_eps_png(lb, setting).startswith(b"\x89PNG")

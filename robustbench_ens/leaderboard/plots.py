@@ -32,8 +32,10 @@ def plain(text: object, width: int | None = None) -> str:
 
 
 def setting_line(lb: Leaderboard, setting: dict) -> str:
+    kinds = list(dict.fromkeys(a.get("kind", "transfer") for a in setting.get("attacks", []) if isinstance(a, dict)))
+    kinds_text = "/".join(kinds or ["transfer"])
     return (f"{lb.suite}: first {n_text(lb, setting)} test points, {norm_text(setting)} "
-            f"transfer attacks, {seeds_text(lb, setting)}")
+            f"{kinds_text} attacks, {seeds_text(lb, setting)}")
 
 
 def _png(fig: Figure) -> bytes:
@@ -125,6 +127,16 @@ def _hatch(x: float, y: float) -> Rectangle:
                      hatch="//", linewidth=0, alpha=0.9)
 
 
+def _transfer_only(lb: Leaderboard, setting: dict) -> set[tuple[float, str]]:
+    """(eps, defense) pairs whose worst case comes from transfer attacks alone, in a suite that has others."""
+    kinds = {a.get("name"): a.get("kind", "transfer") for a in setting.get("attacks", []) if isinstance(a, dict)}
+    if all(kind == "transfer" for kind in kinds.values()):
+        return set()
+    return {(e, d) for e in lb.eps_list for d in lb.defenses
+            if not any(kinds.get(a, "transfer") != "transfer" and lb.robust.get((e, a, d)) is not None
+                       and lb.robust[(e, a, d)].has_value for a in lb.attacks_at.get(e, []))}
+
+
 def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
     """Worst-case robust accuracy over attacks versus eps, one line per defense (eps 0 = clean)."""
     fig = Figure(figsize=(8.6, 4.8), layout="constrained")
@@ -132,6 +144,11 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
     xs = [0.0] + list(lb.eps_list)
     all_255 = all(eps_255(x) is not None for x in xs)
     to_x = (lambda e: 255.0 * e) if all_255 else (lambda e: e)
+    values = [to_x(v) for v in xs]
+    uneven = len(xs) > 2 and min(np.diff(values)) < 0.1 * (values[-1] - values[0])
+    if uneven:  # e.g. L2's 0.25, 0.5, 1, 4: evenly spaced, labelled with their values
+        to_x = dict(zip(xs, range(len(xs)))).__getitem__
+    transfer_only = _transfer_only(lb, setting)
     cmap = colormaps["tab10" if len(lb.defenses) <= 10 else "tab20"]
     markers = "osD^vP*Xh<>p"
     any_incomplete = False
@@ -147,7 +164,7 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
             w = r["by_eps"][fmt_eps(e)]
             ys.append(100 * w["robust_acc"] if not is_missing(w["robust_acc"]) else math.nan)
             err.append(100 * w["robust_acc_std"] if not is_missing(w["robust_acc_std"]) else 0.0)
-            complete.append(w["complete"])
+            complete.append(w["complete"] and (e, d) not in transfer_only)
         # dodge the lines a little so that overlapping error bars stay apart
         x = np.array([to_x(v) for v in xs]) + dodge * (k - (len(lb.defense_ranking) - 1) / 2)
         y = np.array(ys)
@@ -156,7 +173,9 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
         label = plain(d, 28) + ("" if r["rank"] is None else f"  (#{r['rank']})")
         holes = [i for i, ok in enumerate(complete) if not ok and not math.isnan(y[i])]
         filled = [i for i in range(len(x)) if i not in holes]
-        ax.errorbar(x, y, yerr=np.array(err), color=color, marker=mk, markersize=6, capsize=3,
+        # a transfer-only worst case is not joined to the white-box ones: the line would rise where attacks are fewer
+        joined = np.array([math.nan if (e, d) in transfer_only else v for e, v in zip(xs, y)])
+        ax.errorbar(x, joined, yerr=np.array(err), color=color, marker=mk, markersize=6, capsize=3,
                     linewidth=1.8, label=label, markevery=filled)
         if holes:
             any_incomplete = True
@@ -169,7 +188,8 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
     ax.set_xticks(ticks)
     ax.set_xticklabels(labels, rotation=45 if crowded else 0, ha="right" if crowded else "center",
                        rotation_mode="anchor")
-    ax.set_xlabel("ε (" + norm_text(setting) + ")" + ("; ε = 0: clean accuracy"))
+    ax.set_xlabel("ε (" + norm_text(setting) + ")" + ("; ε = 0: clean accuracy") +
+                  ("; evenly spaced" if uneven else ""))
     ax.set_ylabel("worst-case robust accuracy (%)")
     ax.set_ylim(0, 100)
     if ticks:
@@ -180,7 +200,7 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
         if any_incomplete:
             handles.append(Line2D([], [], linestyle="none", marker="o", markersize=7,
                                   markerfacecolor="white", markeredgecolor="#555555"))
-            labels.append("hollow: some attacks failed\nor not run (upper bound)")
+            labels.append("hollow: some attacks failed\nor not run, or transfer\nattacks only (upper bound)")
         ax.legend(handles, labels, title="defense (rank)", loc="upper left",
                   bbox_to_anchor=(1.01, 1.0), fontsize=9, title_fontsize=9, frameon=False)
     ax.set_title(plain("Worst-case robust accuracy over attacks vs ε\n" + setting_line(lb, setting)),
