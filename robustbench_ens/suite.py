@@ -249,10 +249,7 @@ def parse_suite(raw: dict, source: str) -> Suite:
     attacks = tuple(_attack_entry(i, spec, default_surrogates, norm, source)
                     for i, spec in enumerate(top.tables("attacks")))
     defenses = tuple(_defense_entry(i, spec, source) for i, spec in enumerate(top.tables("defenses")))
-    eps_values = threat.get("eps", ["8/255"])
-    if not isinstance(eps_values, list):
-        raise SuiteError(f"{source} [threat]: eps must be a list such as [\"8/255\"], got {eps_values!r}")
-    eps = tuple(parse_eps(e, norm) for e in eps_values)
+    eps = threat.budgets("eps", norm, ["8/255"])
     suite = Suite(
         name=top.text("name"), description=top.text("description", ""), source=source,
         n_examples=_positive_int(data.get("n_examples", 1000), "data.n_examples"),
@@ -301,6 +298,15 @@ class _Table:
         """A list of names (``default`` if absent)."""
         value = self.get(key, list(default))
         return _names(value, self.where, key)
+
+    def budgets(self, key, norm: str, default=None) -> tuple[float, ...] | None:
+        """A list of perturbation budgets, parsed (``default`` if absent; None if that is None)."""
+        value = self.get(key, default)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise SuiteError(f"{self.where}: {key} must be a list such as [\"8/255\"], got {value!r}")
+        return tuple(parse_eps(e, norm) for e in value)
 
     def table(self, key) -> dict:
         """A table value ({} if absent)."""
@@ -355,12 +361,10 @@ def _attack_entry(index: int, spec, default_surrogates, norm: str, source: str) 
         raise SuiteError(f"{table.where}: on must be one of {', '.join(ATTACK_TARGETS)}, got {on!r}")
     if on != "surrogates" and "surrogates" in table.raw:
         raise SuiteError(f"{table.where}: a white-box attack (on = {on!r}) takes no surrogates")
-    eps, defenses = table.get("eps"), table.get("defenses")
-    if eps is not None and not isinstance(eps, list):
-        raise SuiteError(f"{table.where}: eps must be a list such as [\"8/255\"], got {eps!r}")
+    defenses = table.get("defenses")
     entry = AttackEntry(name=table.text("name"), attack=table.text("attack"), params=table.table("params"),
                         surrogates=table.names("surrogates", default_surrogates) if on == "surrogates" else (),
-                        on=on, eps=None if eps is None else tuple(parse_eps(e, norm) for e in eps),
+                        on=on, eps=table.budgets("eps", norm),
                         eot=_positive_int(table.get("eot", 10), f"{table.where} eot"),
                         defenses=None if defenses is None else _names(defenses, table.where, "defenses"))
     table.reject_unknown()

@@ -55,12 +55,11 @@ def eot_samples(entry: AttackEntry) -> int | None:
     """The EOT samples per step the entry uses against a randomised defense (None: a transfer attack or no EOT)."""
     if not entry.whitebox:
         return None
-    attack = get_attack(entry.attack)
-    if "eot_samples" in inspect.signature(attack).parameters:
-        return entry.params.get("eot_samples", entry.eot)
-    if issubclass(attack, AutoAttack) and entry.params.get("version", "standard") in ("standard", "rand"):
-        return RAND_EOT_SAMPLES
-    return None
+    params = whitebox_params(entry, randomised=True)
+    if "eot_samples" in params:
+        return params["eot_samples"]
+    return RAND_EOT_SAMPLES if params.get("version") == "rand" and issubclass(get_attack(entry.attack), AutoAttack) \
+        else None
 
 
 def attack_kind(entry: AttackEntry) -> str:

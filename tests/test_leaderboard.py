@@ -406,9 +406,9 @@ def test_masking_checks_fire_on_a_masked_toy_model_and_stay_quiet_on_a_plain_one
     lb = build(_grid_cells(robust), setting)
     assert lb.masking["plain"] == []
     from robustbench_ens.leaderboard.page import _transfer_only_note
-    assert _transfer_only_note(lb, setting) == ""
+    assert _transfer_only_note(lb) == ""
     del robust[("PGD", E4, "plain")], robust[("PGD", E4, "masked")]
-    note = _transfer_only_note(build(_grid_cells(robust), setting), setting)
+    note = _transfer_only_note(build(_grid_cells(robust), setting))
     assert note == (" At 4/255 no white-box attack ran: there the worst case is over transfer attacks only, "
                     "an upper bound.")
     warnings = " | ".join(lb.masking["masked"])
@@ -461,12 +461,12 @@ def test_masking_check_flags_a_black_box_attack_beating_the_white_box_one():
 
 
 def test_the_eps_plot_does_not_join_transfer_only_worst_cases_to_white_box_ones():
-    from robustbench_ens.leaderboard.plots import _transfer_only, robust_vs_eps_png
+    from robustbench_ens.leaderboard.plots import robust_vs_eps_png
 
     robust = {("Ens", E4, "d"): 0.6, ("Ens", E8, "d"): 0.5, ("PGD", E8, "d"): 0.1}
     setting = {"suite": "toy", "attacks": [{"name": "Ens", "kind": "transfer"}, {"name": "PGD", "kind": "white-box"}]}
     lb = build(_grid_cells(robust), setting)
-    assert _transfer_only(lb, setting) == {(E4, "d")}, "at 4/255 only a transfer attack ran"
+    assert lb.transfer_only(E4, "d") and not lb.transfer_only(E8, "d"), "at 4/255 only a transfer attack ran"
     transfer = {"suite": "toy", "attacks": [{"name": "Ens", "kind": "transfer"}]}
-    assert _transfer_only(build(_grid_cells({("Ens", E4, "d"): 0.6}), transfer), transfer) == set()
+    assert not build(_grid_cells({("Ens", E4, "d"): 0.6}), transfer).transfer_only(E4, "d")
     assert robust_vs_eps_png(lb, setting).startswith(b"\x89PNG")

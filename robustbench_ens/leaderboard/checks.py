@@ -26,9 +26,8 @@ GRADIENT_FREE_KINDS = ("transfer", "black-box")  # attacks that never read the d
 
 def masking_warnings(lb: Leaderboard, setting: dict) -> dict[str, list[str]]:
     """Per defense, the checks it fails, each as one sentence (none: an empty list)."""
-    kinds = {a["name"]: a.get("kind", "transfer") for a in setting.get("attacks", [])}
-    whitebox = [a for a in lb.attacks if kinds.get(a) in WHITEBOX_KINDS]
-    gradient_free = [a for a in lb.attacks if kinds.get(a, "transfer") in GRADIENT_FREE_KINDS]
+    whitebox = [a for a in lb.attacks if lb.kind(a) in WHITEBOX_KINDS]
+    gradient_free = [a for a in lb.attacks if lb.kind(a) in GRADIENT_FREE_KINDS]
     large_eps = LARGE_EPS.get((setting.get("threat") or {}).get("norm", "Linf"), LARGE_EPS["Linf"])
     warnings: dict[str, list[str]] = {}
     for defense in lb.defenses:
@@ -37,7 +36,7 @@ def masking_warnings(lb: Leaderboard, setting: dict) -> dict[str, list[str]]:
             best_wb = _best(lb, eps, whitebox, defense)
             best_gf = _best(lb, eps, gradient_free, defense)
             if best_wb and best_gf and best_gf[1] < best_wb[1] - TOLERANCE:
-                found.append(f"at {fmt_eps(eps)} the {kinds.get(best_gf[0], 'transfer')} attack {best_gf[0]} "
+                found.append(f"at {fmt_eps(eps)} the {lb.kind(best_gf[0])} attack {best_gf[0]} "
                              f"({100 * best_gf[1]:.1f} %) beats every white-box attack ({100 * best_wb[1]:.1f} %)")
         for attack in whitebox:
             series = [(eps, _acc(lb, eps, attack, defense)) for eps in lb.eps_list]

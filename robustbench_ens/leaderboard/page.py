@@ -109,7 +109,7 @@ def summary(lb: Leaderboard, setting: dict) -> str:
 
 
 def caveat(lb: Leaderboard, setting: dict) -> str:
-    kinds = {a.get("kind", "transfer") for a in setting.get("attacks", [])}
+    kinds = set(lb.kinds.values())
     whitebox = bool(kinds & {"white-box", "adaptive", "black-box"})
     parts = [f"Robust accuracy is measured on the first {n_text(lb, setting)} test points only."]
     if "transfer" in kinds or not kinds:
@@ -141,13 +141,9 @@ def caveat(lb: Leaderboard, setting: dict) -> str:
     return " ".join(parts)
 
 
-def _transfer_only_note(lb: Leaderboard, setting: dict) -> str:
+def _transfer_only_note(lb: Leaderboard) -> str:
     """Names the eps at which no white-box attack ran (there the worst case is an upper bound), if some did."""
-    kinds = {a["name"]: a.get("kind", "transfer") for a in setting.get("attacks", [])}
-    if not any(kind != "transfer" for kind in kinds.values()):
-        return ""
-    bare = [fmt_eps(e) for e in lb.eps_list
-            if all(kinds.get(a, "transfer") == "transfer" for a in lb.attacks_at.get(e, []))]
+    bare = [fmt_eps(e) for e in lb.eps_list if all(lb.transfer_only(e, d) for d in lb.defenses)]
     return (f" At {', '.join(bare)} no white-box attack ran: there the worst case is over transfer attacks only, "
             "an upper bound." if bare else "")
 
@@ -161,7 +157,7 @@ def build_page(lb: Leaderboard, setting: dict) -> list[Block]:
         "(as RobustBench ranks), ties broken by clean accuracy. 'Strongest attack' is the attack "
         "attaining that worst case; the other eps columns give the worst case there. '≤' marks a "
         "defense on which some attack failed or was not run: the true worst case may be lower, "
-        "so it is ranked after the complete ones." + _transfer_only_note(lb, setting)), Table(views.defense_table(lb))]
+        "so it is ranked after the complete ones." + _transfer_only_note(lb)), Table(views.defense_table(lb))]
 
     blocks += [Heading("Attack ranking"), Para(
         f"Attacks ranked by their success rate (the fraction of initially correct points that the "

@@ -32,8 +32,7 @@ def plain(text: object, width: int | None = None) -> str:
 
 
 def setting_line(lb: Leaderboard, setting: dict) -> str:
-    kinds = list(dict.fromkeys(a.get("kind", "transfer") for a in setting.get("attacks", []) if isinstance(a, dict)))
-    kinds_text = "/".join(kinds or ["transfer"])
+    kinds_text = "/".join(dict.fromkeys(lb.kinds.values())) or "transfer"
     return (f"{lb.suite}: first {n_text(lb, setting)} test points, {norm_text(setting)} "
             f"{kinds_text} attacks, {seeds_text(lb, setting)}")
 
@@ -127,16 +126,6 @@ def _hatch(x: float, y: float) -> Rectangle:
                      hatch="//", linewidth=0, alpha=0.9)
 
 
-def _transfer_only(lb: Leaderboard, setting: dict) -> set[tuple[float, str]]:
-    """(eps, defense) pairs whose worst case comes from transfer attacks alone, in a suite that has others."""
-    kinds = {a.get("name"): a.get("kind", "transfer") for a in setting.get("attacks", []) if isinstance(a, dict)}
-    if all(kind == "transfer" for kind in kinds.values()):
-        return set()
-    return {(e, d) for e in lb.eps_list for d in lb.defenses
-            if not any(kinds.get(a, "transfer") != "transfer" and lb.robust.get((e, a, d)) is not None
-                       and lb.robust[(e, a, d)].has_value for a in lb.attacks_at.get(e, []))}
-
-
 def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
     """Worst-case robust accuracy over attacks versus eps, one line per defense (eps 0 = clean)."""
     fig = Figure(figsize=(8.6, 4.8), layout="constrained")
@@ -148,7 +137,6 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
     uneven = len(xs) > 2 and min(np.diff(values)) < 0.1 * (values[-1] - values[0])
     if uneven:  # e.g. L2's 0.25, 0.5, 1, 4: evenly spaced, labelled with their values
         to_x = dict(zip(xs, range(len(xs)))).__getitem__
-    transfer_only = _transfer_only(lb, setting)
     cmap = colormaps["tab10" if len(lb.defenses) <= 10 else "tab20"]
     markers = "osD^vP*Xh<>p"
     any_incomplete = False
@@ -164,7 +152,7 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
             w = r["by_eps"][fmt_eps(e)]
             ys.append(100 * w["robust_acc"] if not is_missing(w["robust_acc"]) else math.nan)
             err.append(100 * w["robust_acc_std"] if not is_missing(w["robust_acc_std"]) else 0.0)
-            complete.append(w["complete"] and (e, d) not in transfer_only)
+            complete.append(w["complete"] and not lb.transfer_only(e, d))
         # dodge the lines a little so that overlapping error bars stay apart
         x = np.array([to_x(v) for v in xs]) + dodge * (k - (len(lb.defense_ranking) - 1) / 2)
         y = np.array(ys)
@@ -174,7 +162,7 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
         holes = [i for i, ok in enumerate(complete) if not ok and not math.isnan(y[i])]
         filled = [i for i in range(len(x)) if i not in holes]
         # a transfer-only worst case is not joined to the white-box ones: the line would rise where attacks are fewer
-        joined = np.array([math.nan if (e, d) in transfer_only else v for e, v in zip(xs, y)])
+        joined = np.array([y[0]] + [math.nan if lb.transfer_only(e, d) else v for e, v in zip(lb.eps_list, y[1:])])
         ax.errorbar(x, joined, yerr=np.array(err), color=color, marker=mk, markersize=6, capsize=3,
                     linewidth=1.8, label=label, markevery=filled)
         if holes:

@@ -161,10 +161,22 @@ class Leaderboard:
     seeds: list = field(default_factory=list)
     masking: dict[str, list[str]] = field(default_factory=dict)  # defense -> failed gradient-masking checks
     planned: dict[str, frozenset] = field(default_factory=dict)  # attack -> the defenses it runs on, if not all
+    kinds: dict[str, str] = field(default_factory=dict)  # attack -> transfer, white-box, adaptive or black-box
 
     def runs_on(self, attack: str, defense: str) -> bool:
         """Whether the suite runs ``attack`` on ``defense`` (an attack may name a subset of defenses)."""
         return attack not in self.planned or defense in self.planned[attack]
+
+    def kind(self, attack: str) -> str:
+        return self.kinds.get(attack, "transfer")
+
+    def transfer_only(self, eps: float, defense: str) -> bool:
+        """Whether, in a suite with attacks of other kinds, only transfer attacks gave ``defense`` a number at
+        ``eps``: its worst case there is an upper bound on its white-box robustness."""
+        if all(kind == "transfer" for kind in self.kinds.values()):
+            return False
+        return not any(self.kind(a) != "transfer" and self.robust.get((eps, a, defense), MISSING).has_value
+                       for a in self.attacks_at.get(eps, []))
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -313,6 +325,11 @@ def attack_ranking(lb: Leaderboard, setting: dict) -> list[dict]:
     return recs
 
 
+def _kinds(setting: dict) -> dict[str, str]:
+    return {str(a["name"]): str(a.get("kind", "transfer")) for a in setting.get("attacks") or []
+            if isinstance(a, dict) and "name" in a}
+
+
 def _planned(setting: dict) -> dict[str, frozenset]:
     """The attacks of the setting that run on a subset of the defenses, and that subset."""
     return {str(a["name"]): frozenset(a["defenses"]) for a in setting.get("attacks") or []
@@ -350,7 +367,8 @@ def build(cells: pd.DataFrame, setting: dict) -> Leaderboard:
         attacks=attacks, defenses=defenses, attacks_at=attacks_at,
         robust=_cell_stats(att, "robust_acc"), success=_cell_stats(att, "success_rate"),
         clean_cell=clean_cell, clean_acc=clean_acc,
-        n_points=sorted({int(n) for n in df["n"].dropna()}), seeds=seeds, planned=_planned(setting))
+        n_points=sorted({int(n) for n in df["n"].dropna()}), seeds=seeds, planned=_planned(setting),
+        kinds=_kinds(setting))
     lb.defense_ranking = defense_ranking(lb, defenses)
     lb.defenses = [r["defense"] for r in lb.defense_ranking]
     lb.attack_ranking = attack_ranking(lb, setting)
