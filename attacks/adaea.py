@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .acceleration import member_outputs
 from .base import MomentumIterativeAttack, input_gradient, positive_number
 from .fusion import fused_loss, normalised_weights
 from .registry import register_attack
@@ -98,6 +99,8 @@ class AdaEA(MomentumIterativeAttack):
         return grad * self.drf_mask(model_grads) if self.drf else grad
 
     def logits(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.diversity_prob == 0:
+            return member_outputs(self.models, x)
         return [self.diverse(model, x) for model in self.models]
 
     def diverse(self, model, x: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .acceleration import member_outputs
 from .fusion import fused_loss
 
 NORMS = ("Linf", "L2")
@@ -79,8 +80,7 @@ class Attack:
                           fusion: str = "logits", weights=None) -> torch.Tensor:
         """The ascent direction at ``x`` of ``models``' fused loss (weights as given; uniform if None)."""
         weights = [1.0 / len(models)] * len(models) if weights is None else weights
-        return input_gradient(lambda z: self.signed(fused_loss([model(z) for model in models], labels, fusion,
-                                                               weights)), x)
+        return input_gradient(lambda z: self.signed(fused_loss(member_outputs(models, z), labels, fusion, weights)), x)
 
     def signed(self, loss: torch.Tensor) -> torch.Tensor:
         """The objective to ascend: the loss, or its negative for a targeted attack."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from attacks.acceleration import member_outputs
+
 from .crossmax import crossmax
 from .registry import register_defense
 
@@ -36,7 +38,7 @@ class Ensemble(nn.Module):
 
     def predictor_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Every member's logits, stacked as [batch, members, classes] (the predictors, as in SelfEnsemble)."""
-        return torch.stack([member(x) for member in self.members], dim=1)
+        return torch.stack(member_outputs(self.members, x), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.predictor_logits(x)

@@ -35,6 +35,31 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota (containers, CI)."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            count = min(count, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads to ``threads`` (default: :func:`available_cpus`); returns the number set.
+
+    torch's own default counts the machine's cores, not the ones a container or affinity mask
+    grants, and more threads than CPUs slow every convolution down.
+    """
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    threads = threads or available_cpus()
+    torch.set_num_threads(threads)
+    return threads
+
+
 def hardware(device: torch.device) -> dict:
     info = {"device": str(device), "cpu": _cpu_name(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "platform": platform.platform()}

@@ -1,0 +1,93 @@
+"""Stacked, channels_last and bf16 surrogates: same outputs (or within the stated tolerance), fewer calls."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attacks import CWA, SVRE, AdaEA, Ens
+from attacks.acceleration import ModelStack, StackedMember, accelerate, member_outputs, stack_same_architecture
+from defenses import Ensemble
+from robustbench_ens.profiling import PassRecorder
+from robustbench_ens.zoo import create_model
+
+from tests.conftest import TinyNet
+
+
+def test_stacked_members_compute_what_the_models_compute(tiny_models, batch):
+    x, _ = batch
+    stacked = stack_same_architecture(tiny_models)
+    assert all(isinstance(m, StackedMember) for m in stacked)
+    expected = torch.stack([m(x) for m in tiny_models])
+    torch.testing.assert_close(torch.stack(member_outputs(stacked, x)), expected)
+    torch.testing.assert_close(stacked[1](x), tiny_models[1](x))
+    torch.testing.assert_close(stacked[0].stack(x, [2, 0]), expected[[2, 0]])
+
+
+def test_only_same_architecture_models_are_stacked():
+    models = [TinyNet(0), create_model("resnet2b", seed=0), TinyNet(1)]
+    stacked = stack_same_architecture(models)
+    assert isinstance(stacked[0], StackedMember) and isinstance(stacked[2], StackedMember)
+    assert stacked[1] is models[1]
+    with pytest.raises(ValueError, match="cannot stack"):
+        ModelStack([models[0], models[1]])
+
+
+def test_one_vmapped_call_replaces_the_member_calls(tiny_models, batch):
+    stacked = accelerate(tiny_models, stack=True)
+    with PassRecorder([stacked[0].stack]) as recorder:
+        Ens(stacked, steps=2)(*batch)
+    assert recorder.counts()["forward"] == 2  # one stacked forward per step, for all three members
+
+
+@pytest.mark.parametrize("attack", [Ens, CWA, AdaEA, SVRE])
+def test_attacks_on_stacked_surrogates_give_the_same_images(tiny_models, batch, attack):
+    plain = attack(tiny_models, eps=8 / 255, steps=3)(*batch)
+    stacked = attack(accelerate(tiny_models, stack=True), eps=8 / 255, steps=3)(*batch)
+    # vmapped convolutions may sum in another order; a sign flip of a near-zero gradient moves one pixel by 2 alpha
+    assert (plain - stacked).abs().gt(1e-5).float().mean() < 0.01
+
+
+def test_stacked_ensemble_defense_predicts_the_same(tiny_models, batch):
+    x, _ = batch
+    plain = Ensemble(tiny_models)(x)
+    torch.testing.assert_close(Ensemble(accelerate(tiny_models, stack=True))(x), plain)
+
+
+def test_stacked_members_follow_the_attack_mode_contract(tiny_models, batch):
+    stacked = accelerate(tiny_models, stack=True)
+    stacked[0].train()
+    Ens(stacked, steps=1)(*batch)
+    assert stacked[0].training and stacked[0].stack.template.training
+
+
+def test_channels_last_keeps_outputs(tiny_models, batch):
+    x, _ = batch
+    expected = [m(x) for m in tiny_models]
+    converted = accelerate(tiny_models, channels_last=True)
+    assert converted[0].features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    for got, want in zip(member_outputs(converted, x), expected):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+BF16_TOLERANCE = 0.03  # the bf16 target robust accuracy lies within 3 points of float32's (stated in benchmarks/README)
+
+
+def test_bf16_autocast_changes_transfer_results_within_tolerance(models_path, slice_path):
+    """Ens on two real CIFAR ResNets, 64 test images, 8/255: the held-out target's accuracy under bf16 vs float32."""
+    from robustbench_ens.data import load_cifar10
+    from robustbench_ens.zoo import load_checkpoint
+
+    surrogates = [load_checkpoint(models_path / f"{name}.safetensors")[0]
+                  for name in ("resnet20_a_standard", "resnet32_a_standard")]
+    target = load_checkpoint(models_path / "resnet20_b_baseline_m0.safetensors")[0]
+    images, labels = load_cifar10(slice_path).test(64)
+    attack = Ens(surrogates, eps=8 / 255, steps=5)
+    x32 = attack(images, labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x16 = attack(images, labels)
+    assert x16.dtype == torch.float32
+    assert (x16 - images).abs().max() <= 8 / 255 + 1e-6
+    with torch.no_grad():
+        acc32 = (target(x32).argmax(1) == labels).float().mean().item()
+        acc16 = (target(x16).argmax(1) == labels).float().mean().item()
+    assert abs(acc32 - acc16) <= BF16_TOLERANCE
