@@ -12,6 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from .executors import EXECUTORS
+from .executors.ray_cluster import RayOptions
 from .suite import apply_overrides, load_suite, shipped_suites
 
 EPILOG = """\
@@ -19,6 +21,7 @@ examples:
   python run_all.py --suite cifar10 --data ../shared/data/cifar10_slice.npz --models ../shared/models
   python run_all.py --suite smoke --n-examples 32 --eps 4/255,8/255 --out /tmp/smoke
   python run_all.py --suite cifar10 --attacks Ens --defenses DVERGE-s0-3xRN20,RN4B-AT2 --fresh
+  python run_all.py --suite cifar10 --executor ray --ray-address auto --out /mnt/shared/runs/cifar10
 
 environment variables: RBE_DATA (data path), RBE_MODELS (pretrained models folder),
 RBE_CACHE (where trained models are cached; default ~/.cache/robustbench_ens/models).
@@ -67,6 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run the grid's failed cells again (a failed cell is otherwise kept as finished); "
                              "every other finished cell is reused")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    cluster = parser.add_argument_group(
+        "running on a Ray cluster", "crafting jobs and evaluation cells as Ray tasks; the results store and the "
+        "leaderboard are those of a local run (needs the extra: pip install -e \".[ray]\")")
+    cluster.add_argument("--executor", choices=EXECUTORS, default="local",
+                         help="local: every cell in this process (default); ray: cells as tasks on a Ray cluster")
+    cluster.add_argument("--ray-address", metavar="ADDR", default=None,
+                         help="the cluster to join: auto (the one `ray start --head` started on this machine), "
+                              "HOST:6379 or ray://HOST:10001 (default: $RAY_ADDRESS, else a cluster started here "
+                              "for this run); every node must see --out, --data, --models and --cache")
+    cluster.add_argument("--ray-max-retries", metavar="N", type=_non_negative(int), default=None,
+                         help=f"times Ray runs a task again after its worker died (default: {RayOptions.max_retries});"
+                              " a cell whose task still fails is recorded as failed")
+    cluster.add_argument("--ray-gpus-per-task", metavar="G", type=_non_negative(float), default=None,
+                         help="GPUs Ray reserves for each task, fractions allowed (default: 1 when the device is "
+                              "cuda, else 0)")
+    cluster.add_argument("--ray-task-memory", metavar="GIB", type=_non_negative(float), default=None,
+                         help=f"memory in GiB Ray reserves for each task when scheduling it (default: "
+                              f"{RayOptions.task_memory_gb:g}; 0: none)")
     return parser
 
 
@@ -74,7 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     from .runner import DEFAULT_CACHE, RunConfig, run_suite
 
     sys.stdout.reconfigure(line_buffering=True)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ray_flags = {"address": args.ray_address, "max_retries": args.ray_max_retries,
+                 "gpus_per_task": args.ray_gpus_per_task, "task_memory_gb": args.ray_task_memory}
+    given = {key: value for key, value in ray_flags.items() if value is not None}
+    if given and args.executor != "ray":
+        parser.error("--ray-* options need --executor ray")
     try:
         suite = apply_overrides(load_suite(args.suite), attacks=args.attacks, defenses=args.defenses,
                                 eps=args.eps, n_examples=args.n_examples, device=args.device, seed=args.seed)
@@ -86,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             models_dir=_optional_path(args.models or os.environ.get("RBE_MODELS")),
             cache_dir=Path(args.cache or os.environ.get("RBE_CACHE") or DEFAULT_CACHE),
             fresh=args.fresh, retry_failed=args.retry_failed, progress=args.progress,
+            executor=args.executor, ray=RayOptions(**given),
             command=shlex.join(["python", "run_all.py", *(sys.argv[1:] if argv is None else argv)]))
         result = run_suite(config)
     except _user_errors() as error:
@@ -106,6 +134,17 @@ def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _non_negative(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its message for a value it cannot parse
+    return parse
+
+
 def _optional_path(value: str | None) -> Path | None:
     return Path(value).expanduser() if value else None
 
@@ -117,9 +156,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .atomic import UnwritableFolderError
     from .data import DataError
     from .environment import DeviceError
+    from .executors.ray_cluster import ExecutorUnavailableError
     from .metrics import ModelOutputError
     from .suite import SuiteError
     from .zoo import CheckpointError, UnknownModelError
 
     return (DataError, SuiteError, DeviceError, UnknownAttackError, UnknownDefenseError, UnknownModelError,
-            CheckpointError, ModelOutputError, UnwritableFolderError)
+            CheckpointError, ModelOutputError, UnwritableFolderError, ExecutorUnavailableError)

@@ -1,39 +1,40 @@
 """The runner: suite -> models and defenses -> attack x eps x defense grid -> store -> leaderboard.
 
 Transfer attacks do not depend on the target, so each (attack, eps) adversarial set is
-crafted once on its surrogates, saved (atomically) under ``<out>/adv/``, evaluated on every
-defense, and dropped from memory before the next one. Every finished cell is committed to
-the SQLite store at once; a re-run skips recorded cells and reloads saved adversarial sets,
-so a run killed at any point resumes without losing or repeating work.
+crafted once on its surrogates, saved (atomically) under ``<out>/adv/``, and evaluated on
+every defense. The runner prepares the grid and checks everything before any work; an
+executor (:mod:`.executors`: ``local`` in this process, or ``ray`` on a cluster) does the
+crafting and the evaluations, and hands every finished cell back to the runner, which
+alone writes it to the SQLite store at once. A re-run skips recorded cells and reloads
+saved adversarial sets, so a run killed at any point resumes without losing or repeating
+work.
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import shutil
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from attacks import create_attack, get_attack
-from defenses import build_defense
 
 from . import atomic, environment
-from .data import NUM_CLASSES, load_cifar10
+from .data import NUM_CLASSES
+from .executors import GridWork, create_executor
+from .executors.ray_cluster import RayOptions
 from .leaderboard import write_leaderboard
 from .leaderboard.format import fmt_eps
-from .metrics import accuracy, accuracy_metrics, checked_logits, perturbation_norms, predict
+from .metrics import accuracy, checked_logits
 from .store import ResultStore
 from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
-from .whitebox import attack_kind, attacked_model, eot_samples, is_randomised, whitebox_params
-from .zoo import CheckpointError, ModelSpec, TrainRecipe, pretrained_file, resolve_derived, resolve_model
-from .zoo.derived import checked_settings
+from .whitebox import attack_kind, attacked_model, eot_samples, whitebox_params
+from .workspace import (ADV_FOLDER, Cell, build_defenses, craft, expand_models, now,  # noqa: F401 (the runner's API)
+                        open_workspace, resolve_models)
 from .zoo.derived import describe as describe_derived
 
 ATTACKED = {"white-box": "white-box: each defense itself",
@@ -41,7 +42,6 @@ ATTACKED = {"white-box": "white-box: each defense itself",
             "black-box": "black-box: queries each defense's outputs"}
 DEFAULT_CACHE = Path.home() / ".cache" / "robustbench_ens" / "models"
 STORE_FILE = "results.sqlite"
-ADV_FOLDER = "adv"
 
 
 @dataclass
@@ -56,6 +56,8 @@ class RunConfig:
     retry_failed: bool = False  # forget this grid's failed cells first, so that they run again
     progress: bool = True
     command: str = ""
+    executor: str = "local"  # who runs the cells: "local" (this process) or "ray" (a Ray cluster)
+    ray: RayOptions = field(default_factory=RayOptions)  # used by the ray executor only
 
 
 @dataclass
@@ -69,30 +71,19 @@ class RunResult:
     leaderboard_files: list[Path] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Cell:
-    attack: str
-    eps: float
-    defense: str
-    cell_id: str
-    adv_key: str
-
-
 def run_suite(config: RunConfig) -> RunResult:
     suite = config.suite
     atomic.check_writable(config.out_dir, "run folder (--out)")
     if config.leaderboard_dir is not None:
         atomic.check_writable(config.leaderboard_dir, "leaderboard folder (--leaderboard-dir)")
+    executor = create_executor(config.executor, config.ray)  # a missing Ray stops the run before any work
     device = environment.select_device(suite.device)
-    data = load_cifar10(config.data_path)
-    images, labels = data.test(suite.n_examples)
+    workspace, data, provenance = open_workspace(config, device)
     if config.fresh:
         _discard_results(config.out_dir)
     store = ResultStore(config.out_dir / STORE_FILE)
     versions = environment.versions()
-
-    models, provenance = resolve_models(suite, data, config, device)
-    defenses = build_defenses(suite, models, device)
+    models, defenses, images, labels = workspace.models, workspace.defenses, workspace.images, workspace.labels
     _check_outputs(suite, models, defenses, images[:2].to(device))
     _check_attacks(suite, models, defenses)
     identity = {name: _model_identity(name, provenance[name]) for name in models}
@@ -101,103 +92,42 @@ def run_suite(config: RunConfig) -> RunResult:
     finished = store.finished_ids()
     result = RunResult(cells=None, skipped=sum(c.cell_id in finished for c in cells), retried=retried)
 
-    adversarial_sets = _AdversarialSets(suite, models, defenses, images, labels, store,
-                                        config.out_dir / ADV_FOLDER, device, config.progress)
-    evaluator = _Evaluator(images, labels, defenses, suite.batch_size, device)
+    groups = [pending for group in _by_adv_set(cells) if (pending := [c for c in group if c.cell_id not in finished])]
     bar = tqdm(total=len(cells), initial=result.skipped, desc=f"{suite.name} grid", unit="cell",
                disable=not config.progress)
-    for group in _by_adv_set(cells):
-        pending = [c for c in group if c.cell_id not in finished]
-        if not pending:
-            continue
-        try:
-            x_adv, craft_time = adversarial_sets.get(pending[0])
-        except Exception as error:  # a failed crafting fails its cells; the grid goes on
-            x_adv, craft_time, craft_error = None, 0.0, error
-        else:
-            craft_error = None
-        norms = perturbation_norms(images, x_adv) if craft_error is None else {}  # one per set, not per defense
-        for cell in pending:
-            record = evaluator.evaluate(cell, x_adv, norms, craft_error)
-            store.put_cell({**asdict(cell), **record, "suite": suite.name, "seed": suite.seed,
-                            "n": len(images), "craft_time_s": craft_time, "versions": versions,
-                            "finished_at": _now()})
-            result.evaluated += 1
-            result.failed += record["status"] != "ok"
-            bar.update(1)
-            bar.write(_cell_line(cell, record))
-        del x_adv
+    recorder = _Recorder(store, suite, len(images), versions, result, bar)
+    executor.run(GridWork(groups, workspace, store, config, {name: i["sha256"] for name, i in identity.items()}),
+                 recorder)
     bar.close()
 
-    result.crafted = adversarial_sets.crafted
     result.cells = store.cells([c.cell_id for c in cells])
     if config.leaderboard_dir is not None:
-        randomised = {name: adversarial_sets.randomised(name) for name in defenses}
+        randomised = {name: workspace.randomised(name) for name in defenses}
         setting = _setting(suite, data, images, labels, models, provenance, result.cells, device, versions, config,
                            randomised)
         result.leaderboard_files = write_leaderboard(result.cells, setting, config.leaderboard_dir)
     return result
 
 
-def resolve_models(suite: Suite, data, config: RunConfig, device) -> tuple[dict, dict]:
-    """Every model the suite uses, by name (a derived model as a list), and each one's provenance."""
-    names = suite.model_names()
-    for name in names:  # before any training: a model the zoo cannot reproduce is never replaced
-        entry = suite.models[name]
-        found = config.models_dir and pretrained_file(config.models_dir, entry.checkpoint)
-        if entry.require_checkpoint and not found:
-            raise CheckpointError(
-                f"model {name!r} needs the checkpoint {entry.checkpoint}.safetensors in --models "
-                f"(now {config.models_dir}); the zoo's standard recipe cannot reproduce it "
-                f"({entry.source or entry.arch})")
-        if entry.method:  # a bad method or setting stops the run before any training
-            try:
-                checked_settings(entry.method, len(entry.bases), entry.params, entry.train)
-            except (TypeError, ValueError) as error:
-                raise SuiteError(f"{suite.source}: model {name!r} ({entry.method}): {error}") from None
-    models, provenance = {}, {}
-    for name in names:  # bases come before the models derived from them (Suite.model_names)
-        entry = suite.models[name]
-        if entry.method:
-            members, provenance[name] = resolve_derived(
-                name, entry.method, [models[b] for b in entry.bases], [provenance[b]["sha256"] for b in entry.bases],
-                data, config.cache_dir, params=entry.params, train=entry.train, seed=entry.seed, device=device,
-                progress=config.progress)
-            models[name] = [member.to(device).eval() for member in members]
-        else:
-            try:
-                recipe = TrainRecipe.from_dict({**suite.train, **entry.train})
-            except ValueError as error:
-                raise SuiteError(f"{suite.source}: bad training recipe for model {name!r}: {error}") from None
-            spec = ModelSpec(name=name, arch=entry.arch, checkpoint=entry.checkpoint, recipe=recipe, seed=entry.seed)
-            model, provenance[name] = resolve_model(spec, data, config.models_dir, config.cache_dir, device=device,
-                                                    progress=config.progress)
-            models[name] = model.to(device).eval()
-        provenance[name] = {**provenance[name], "about": entry.source}
-    return models, provenance
+class _Recorder:
+    """The one writer of a run's results: each saved set and finished cell goes into the store at once, and is shown."""
 
+    def __init__(self, store: ResultStore, suite: Suite, n: int, versions: dict, result: RunResult, bar):
+        self.store, self.suite, self.n, self.versions, self.result, self.bar = store, suite, n, versions, result, bar
 
-def expand_models(models: dict, names) -> list:
-    """The modules behind ``names``; a derived model (LGV collection, DVERGE ensemble) contributes all its members."""
-    return [member for name in names
-            for member in (models[name] if isinstance(models[name], list) else [models[name]])]
+    def saved_set(self, record: dict) -> None:
+        """An adversarial set crafted and saved in this run (its ``adv_sets`` record)."""
+        self.store.put_adv_set(record)
+        self.result.crafted.append((record["attack"], record["eps"]))
 
-
-def build_defenses(suite: Suite, models: dict, device) -> dict:
-    """Every defense of the suite by name, built from its members and moved to ``device``."""
-    return {d.name: build_defense(d.kind, expand_models(models, d.members), **d.params).to(device)
-            for d in suite.defenses}
-
-
-def craft(attack, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device, *, desc: str = "",
-          progress: bool = False) -> torch.Tensor:
-    """``attack`` run batch by batch on ``device``; the adversarial images, on the CPU (a ValueError if not finite)."""
-    x_adv = torch.cat([attack(images[i:i + batch_size].to(device), labels[i:i + batch_size].to(device)).cpu()
-                       for i in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False,
-                                     disable=not progress)]).contiguous()
-    if not torch.isfinite(x_adv).all():
-        raise ValueError(f"{type(attack).__name__} produced NaN or infinite pixels")
-    return x_adv
+    def finished_cell(self, cell: Cell, record: dict, craft_time: float) -> None:
+        """A cell's metrics, or its failure, with the seconds its adversarial set took to craft."""
+        self.store.put_cell({**asdict(cell), **record, "suite": self.suite.name, "seed": self.suite.seed,
+                             "n": self.n, "craft_time_s": craft_time, "versions": self.versions, "finished_at": now()})
+        self.result.evaluated += 1
+        self.result.failed += record["status"] != "ok"
+        self.bar.update(1)
+        self.bar.write(_cell_line(cell, record))
 
 
 def _discard_results(out_dir: Path) -> None:
@@ -276,94 +206,6 @@ def _by_adv_set(cells: list[Cell]):
     return groups.values()
 
 
-class _AdversarialSets:
-    """Each adversarial set: reloaded from ``folder`` if saved, else crafted in batches and saved.
-
-    A transfer set is crafted once on its surrogates; a white-box set once per defense, on
-    the defense (or its adaptive view), with EOT if the defense's forward pass is random.
-    """
-
-    def __init__(self, suite: Suite, models: dict, defenses: dict, images, labels, store: ResultStore, folder: Path,
-                 device, progress: bool):
-        self.suite, self.models, self.defenses, self.images, self.labels = suite, models, defenses, images, labels
-        self.store, self.folder, self.device, self.progress = store, folder, device, progress
-        self.crafted: list[tuple[str, float]] = []
-        self._randomised: dict[str, bool] = {}
-
-    def get(self, cell: Cell) -> tuple[torch.Tensor, float]:
-        """The adversarial images of ``cell`` and the seconds their crafting took."""
-        if cell.attack == CLEAN:
-            return self.images, 0.0
-        record = self.store.adv_set(cell.adv_key)
-        if record and Path(record["path"]).is_file():
-            return load_file(record["path"])["x_adv"], record["craft_time_s"]
-        x_adv, craft_time = self._craft(next(a for a in self.suite.attacks if a.name == cell.attack), cell)
-        path = self.folder / f"{cell.adv_key}.safetensors"
-        atomic.write_with(path, lambda tmp: save_file({"x_adv": x_adv}, str(tmp),
-                                                      metadata={"attack": cell.attack, "eps": repr(cell.eps)}))
-        self.store.put_adv_set({"adv_key": cell.adv_key, "suite": self.suite.name, "attack": cell.attack,
-                                "eps": cell.eps, "n": len(x_adv), "path": str(path), "craft_time_s": craft_time,
-                                "created_at": _now()})
-        self.crafted.append((cell.attack, cell.eps))
-        return x_adv, craft_time
-
-    def randomised(self, defense: str) -> bool:
-        if defense not in self._randomised:
-            self._randomised[defense] = is_randomised(self.defenses[defense], self.images[:8].to(self.device))
-        return self._randomised[defense]
-
-    def _craft(self, entry: AttackEntry, cell: Cell) -> tuple[torch.Tensor, float]:
-        if entry.whitebox:
-            randomised = self.randomised(cell.defense)
-            models = [attacked_model(entry, self.defenses[cell.defense])]
-            params, where = whitebox_params(entry, randomised), \
-                f"{cell.defense} ({entry.on}{', randomised: EOT' if randomised else ''})"
-        else:
-            models = expand_models(self.models, entry.surrogates)
-            params, where = entry.params, f"{len(models)} surrogate{'s' * (len(models) != 1)}"
-        attack = create_attack(entry.attack, models, eps=cell.eps, norm=self.suite.norm, seed=self.suite.seed,
-                               **params)
-        started = time.perf_counter()
-        x_adv = craft(attack, self.images, self.labels, self.suite.batch_size, self.device,
-                      desc=f"crafting {entry.name} eps={fmt_eps(cell.eps)}", progress=self.progress)
-        craft_time = time.perf_counter() - started
-        tqdm.write(f"crafted {entry.name} eps={fmt_eps(cell.eps)} on {where}: "
-                   f"{len(self.images)} images in {craft_time:.1f} s")
-        return x_adv, craft_time
-
-
-class _Evaluator:
-    """Evaluates defenses on adversarial sets; each defense's clean predictions computed once."""
-
-    def __init__(self, images, labels, defenses, batch_size, device):
-        self.images, self.labels, self.defenses = images, labels, defenses
-        self.batch_size, self.device = batch_size, device
-        self._clean_pred: dict[str, torch.Tensor] = {}
-
-    def clean_pred(self, defense: str) -> torch.Tensor:
-        if defense not in self._clean_pred:
-            self._clean_pred[defense] = predict(self.defenses[defense], self.images, self.batch_size, self.device)
-        return self._clean_pred[defense]
-
-    def evaluate(self, cell: Cell, x_adv, norms: dict, craft_error) -> dict:
-        if craft_error is not None:
-            return _failed(f"crafting failed: {type(craft_error).__name__}: {craft_error}")
-        try:
-            started = time.perf_counter()
-            clean_pred = self.clean_pred(cell.defense)
-            adv_pred = clean_pred if cell.attack == CLEAN else predict(
-                self.defenses[cell.defense], x_adv, self.batch_size, self.device)
-            eval_time = time.perf_counter() - started
-        except Exception as error:  # a failed evaluation fails its cell; the grid goes on
-            return _failed(f"evaluation failed: {type(error).__name__}: {error}")
-        return {**accuracy_metrics(self.labels, clean_pred, adv_pred), **norms,
-                "eval_time_s": eval_time, "status": "ok", "error": None}
-
-
-def _failed(message: str) -> dict:
-    return {"status": "failed", "error": message}
-
-
 def _cell_line(cell: Cell, record: dict) -> str:
     where = f"{cell.attack} -> {cell.defense}" if cell.attack == CLEAN else \
         f"{cell.attack} eps={fmt_eps(cell.eps)} -> {cell.defense}"
@@ -371,9 +213,6 @@ def _cell_line(cell: Cell, record: dict) -> str:
         return f"{where}: FAILED ({record['error']})"
     return f"{where}: clean {100 * record['clean_acc']:.1f}%  robust {100 * record['robust_acc']:.1f}%"
 
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _setting(suite, data, images, labels, models, provenance, cells, device, versions, config, randomised) -> dict:
@@ -383,7 +222,7 @@ def _setting(suite, data, images, labels, models, provenance, cells, device, ver
                      for name in surrogates}  # a derived collection: its members' mean
     compute_s = cells.drop_duplicates("adv_key")["craft_time_s"].sum() + cells["eval_time_s"].sum()
     return {
-        "suite": suite.name, "description": suite.description, "date": _now(),
+        "suite": suite.name, "description": suite.description, "date": now(),
         "version": versions["robustbench_ens"], "git_commit": versions["git_commit"],
         "hardware": environment.hardware(device),
         "libraries": ", ".join(f"{k} {v}" for k, v in versions.items() if k not in ("git_commit", "robustbench_ens")),

@@ -64,11 +64,17 @@ class ResultStore:
                        list(row.values()))
 
     def cells(self, cell_ids=None) -> pd.DataFrame:
-        """All recorded cells, or those whose id is in ``cell_ids``, in the order they finished."""
+        """All recorded cells in the order they finished, or those whose id is in ``cell_ids`` in that order.
+
+        Ordering by ``cell_ids`` (the grid's order) makes a grid's table the same whichever
+        order its cells finished in: resumed, retried, or run in parallel by an executor.
+        """
         with closing(self._connect()) as db:
             frame = pd.read_sql_query("SELECT * FROM cells ORDER BY rowid", db)
         if cell_ids is not None:
-            frame = frame[frame["cell_id"].isin(set(cell_ids))].reset_index(drop=True)
+            order = {cell_id: i for i, cell_id in enumerate(dict.fromkeys(cell_ids))}
+            frame = frame[frame["cell_id"].isin(order)].sort_values("cell_id", key=lambda ids: ids.map(order),
+                                                                    kind="stable").reset_index(drop=True)
         return frame
 
     def put_adv_set(self, record: dict) -> None:
@@ -82,6 +88,11 @@ class ResultStore:
             db.row_factory = sqlite3.Row
             row = db.execute("SELECT * FROM adv_sets WHERE adv_key = ?", (adv_key,)).fetchone()
         return dict(row) if row else None
+
+    def saved_adv_set(self, adv_key: str) -> dict | None:
+        """The record of a set that can be reloaded: recorded, and its file still there; else None (craft it)."""
+        record = self.adv_set(adv_key)
+        return record if record and Path(record["path"]).is_file() else None
 
 
 def _create(table: str, columns: dict) -> str:

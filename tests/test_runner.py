@@ -391,7 +391,7 @@ def test_a_model_with_wrong_or_non_finite_outputs_stops_the_run(tmp_path, slice_
                                                                 capsys):
     import torch
 
-    from robustbench_ens import runner
+    from robustbench_ens import workspace
     from robustbench_ens.cli import main
 
     class Broken(torch.nn.Module):
@@ -402,13 +402,13 @@ def test_a_model_with_wrong_or_non_finite_outputs_stops_the_run(tmp_path, slice_
         def forward(self, x):
             return torch.full((len(x), self.classes), self.fill) + self.weight
 
-    built = runner.build_defenses
+    built = workspace.build_defenses
     monkeypatch.chdir(tmp_path)
     args = ["--suite", "smoke", "--data", str(slice_path), "--models", str(models_path), "--no-progress",
             "--cache", str(tmp_path / "cache")]
     for broken, expected in ((Broken(5), "defense 'resnet2b-at' outputs shape (2, 5) on 2 images; expected (2, 10)"),
                              (Broken(10, float("nan")), "defense 'resnet2b-at' outputs NaN or infinite scores")):
-        monkeypatch.setattr(runner, "build_defenses",
+        monkeypatch.setattr(workspace, "build_defenses",
                             lambda *a, b=broken: {**built(*a), "resnet2b-at": b})  # noqa: B023
         assert main(args) == 2
         err = capsys.readouterr().err.strip().splitlines()

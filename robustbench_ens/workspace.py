@@ -1,0 +1,210 @@
+"""The work of one grid cell, shared by every executor: crafting an adversarial set and evaluating a defense on it.
+
+A :class:`Workspace` holds what that work needs (the suite, its test points, models,
+defenses and device). The runner builds one in the driver; a Ray worker builds its own
+from the same run configuration (:func:`open_workspace`), so that the local and the Ray
+executor run the very same crafting and evaluation code. Nothing here writes to the
+results store: the caller records what it returns.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from attacks import create_attack
+from defenses import build_defense
+
+from . import atomic
+from .data import load_cifar10
+from .leaderboard.format import fmt_eps
+from .metrics import accuracy_metrics, predict
+from .suite import CLEAN, AttackEntry, Suite, SuiteError
+from .whitebox import attacked_model, is_randomised, whitebox_params
+from .zoo import CheckpointError, ModelSpec, TrainRecipe, pretrained_file, resolve_derived, resolve_model
+from .zoo.derived import checked_settings
+
+ADV_FOLDER = "adv"  # the adversarial sets, under the run folder (--out)
+
+
+@dataclass(frozen=True)
+class Cell:
+    attack: str
+    eps: float
+    defense: str
+    cell_id: str
+    adv_key: str
+
+
+class Workspace:
+    """The test points, models and defenses of a run, and the two jobs done with them: craft a set, evaluate a cell.
+
+    A transfer set is crafted once on its surrogates; a white-box set once per defense, on
+    the defense (or its adaptive view), with EOT if the defense's forward pass is random.
+    Each set is saved atomically as ``<adv_folder>/<adv_key>.safetensors``.
+    """
+
+    def __init__(self, suite: Suite, images: torch.Tensor, labels: torch.Tensor, models: dict, defenses: dict,
+                 device: torch.device, adv_folder: Path, progress: bool = False):
+        self.suite, self.images, self.labels, self.models, self.defenses = suite, images, labels, models, defenses
+        self.device, self.adv_folder, self.progress = device, Path(adv_folder), progress
+        self._randomised: dict[str, bool] = {}
+        self._clean_pred: dict[str, torch.Tensor] = {}
+
+    def craft_set(self, cell: Cell) -> tuple[torch.Tensor, dict]:
+        """Crafts and saves the adversarial set of ``cell``: its images and its ``adv_sets`` record for the store."""
+        x_adv, craft_time = self._craft(next(a for a in self.suite.attacks if a.name == cell.attack), cell)
+        path = self.adv_folder / f"{cell.adv_key}.safetensors"
+        atomic.write_with(path, lambda tmp: save_file({"x_adv": x_adv}, str(tmp),
+                                                      metadata={"attack": cell.attack, "eps": repr(cell.eps)}))
+        return x_adv, {"adv_key": cell.adv_key, "suite": self.suite.name, "attack": cell.attack, "eps": cell.eps,
+                       "n": len(x_adv), "path": str(path), "craft_time_s": craft_time, "created_at": now()}
+
+    def adversarial_images(self, cell: Cell, record: dict | None) -> torch.Tensor:
+        """The images ``cell`` is evaluated on: the clean ones, or the saved set that ``record`` points to."""
+        return self.images if cell.attack == CLEAN else load_file(record["path"])["x_adv"]
+
+    def randomised(self, defense: str) -> bool:
+        if defense not in self._randomised:
+            self._randomised[defense] = is_randomised(self.defenses[defense], self.images[:8].to(self.device))
+        return self._randomised[defense]
+
+    def clean_pred(self, defense: str) -> torch.Tensor:
+        """The defense's predictions on the clean points, computed once."""
+        if defense not in self._clean_pred:
+            self._clean_pred[defense] = predict(self.defenses[defense], self.images, self.suite.batch_size,
+                                                self.device)
+        return self._clean_pred[defense]
+
+    def evaluate(self, cell: Cell, x_adv: torch.Tensor | None, norms: dict, craft_error: str | None) -> dict:
+        """The cell's metrics (``status`` ok), or a failed record when its crafting or its evaluation failed."""
+        if craft_error is not None:
+            return failed(f"crafting failed: {craft_error}")
+        try:
+            started = time.perf_counter()
+            clean_pred = self.clean_pred(cell.defense)
+            adv_pred = clean_pred if cell.attack == CLEAN else predict(
+                self.defenses[cell.defense], x_adv, self.suite.batch_size, self.device)
+            eval_time = time.perf_counter() - started
+        except Exception as error:  # a failed evaluation fails its cell; the grid goes on
+            return failed(f"evaluation failed: {describe_error(error)}")
+        return {**accuracy_metrics(self.labels, clean_pred, adv_pred), **norms,
+                "eval_time_s": eval_time, "status": "ok", "error": None}
+
+    def _craft(self, entry: AttackEntry, cell: Cell) -> tuple[torch.Tensor, float]:
+        if entry.whitebox:
+            randomised = self.randomised(cell.defense)
+            models = [attacked_model(entry, self.defenses[cell.defense])]
+            params, where = whitebox_params(entry, randomised), \
+                f"{cell.defense} ({entry.on}{', randomised: EOT' if randomised else ''})"
+        else:
+            models = expand_models(self.models, entry.surrogates)
+            params, where = entry.params, f"{len(models)} surrogate{'s' * (len(models) != 1)}"
+        attack = create_attack(entry.attack, models, eps=cell.eps, norm=self.suite.norm, seed=self.suite.seed,
+                               **params)
+        started = time.perf_counter()
+        x_adv = craft(attack, self.images, self.labels, self.suite.batch_size, self.device,
+                      desc=f"crafting {entry.name} eps={fmt_eps(cell.eps)}", progress=self.progress)
+        craft_time = time.perf_counter() - started
+        tqdm.write(f"crafted {entry.name} eps={fmt_eps(cell.eps)} on {where}: "
+                   f"{len(self.images)} images in {craft_time:.1f} s")
+        return x_adv, craft_time
+
+
+def open_workspace(config, device: torch.device, identity: dict | None = None) -> tuple[Workspace, object, dict]:
+    """The workspace of the run ``config`` (a RunConfig) on ``device``, with the data and the models' provenance.
+
+    ``identity`` (model name -> sha256), where given, must match the models found here: a
+    worker whose models differ from the driver's (another --models or --cache) stops with a
+    CheckpointError instead of computing cells under the driver's ids.
+    """
+    suite = config.suite
+    data = load_cifar10(config.data_path)
+    images, labels = data.test(suite.n_examples)
+    models, provenance = resolve_models(suite, data, config, device)
+    for name, sha256 in (identity or {}).items():
+        if provenance[name].get("sha256") != sha256:
+            raise CheckpointError(f"model {name!r} here has sha256 {provenance[name].get('sha256')}, the driver's "
+                                  f"{sha256}: every node must see the same --models and --cache folders")
+    defenses = build_defenses(suite, models, device)
+    return Workspace(suite, images, labels, models, defenses, device, config.out_dir / ADV_FOLDER,
+                     config.progress), data, provenance
+
+
+def resolve_models(suite: Suite, data, config, device) -> tuple[dict, dict]:
+    """Every model the suite uses, by name (a derived model as a list), and each one's provenance."""
+    names = suite.model_names()
+    for name in names:  # before any training: a model the zoo cannot reproduce is never replaced
+        entry = suite.models[name]
+        found = config.models_dir and pretrained_file(config.models_dir, entry.checkpoint)
+        if entry.require_checkpoint and not found:
+            raise CheckpointError(
+                f"model {name!r} needs the checkpoint {entry.checkpoint}.safetensors in --models "
+                f"(now {config.models_dir}); the zoo's standard recipe cannot reproduce it "
+                f"({entry.source or entry.arch})")
+        if entry.method:  # a bad method or setting stops the run before any training
+            try:
+                checked_settings(entry.method, len(entry.bases), entry.params, entry.train)
+            except (TypeError, ValueError) as error:
+                raise SuiteError(f"{suite.source}: model {name!r} ({entry.method}): {error}") from None
+    models, provenance = {}, {}
+    for name in names:  # bases come before the models derived from them (Suite.model_names)
+        entry = suite.models[name]
+        if entry.method:
+            members, provenance[name] = resolve_derived(
+                name, entry.method, [models[b] for b in entry.bases], [provenance[b]["sha256"] for b in entry.bases],
+                data, config.cache_dir, params=entry.params, train=entry.train, seed=entry.seed, device=device,
+                progress=config.progress)
+            models[name] = [member.to(device).eval() for member in members]
+        else:
+            try:
+                recipe = TrainRecipe.from_dict({**suite.train, **entry.train})
+            except ValueError as error:
+                raise SuiteError(f"{suite.source}: bad training recipe for model {name!r}: {error}") from None
+            spec = ModelSpec(name=name, arch=entry.arch, checkpoint=entry.checkpoint, recipe=recipe, seed=entry.seed)
+            model, provenance[name] = resolve_model(spec, data, config.models_dir, config.cache_dir, device=device,
+                                                    progress=config.progress)
+            models[name] = model.to(device).eval()
+        provenance[name] = {**provenance[name], "about": entry.source}
+    return models, provenance
+
+
+def expand_models(models: dict, names) -> list:
+    """The modules behind ``names``; a derived model (LGV collection, DVERGE ensemble) contributes all its members."""
+    return [member for name in names
+            for member in (models[name] if isinstance(models[name], list) else [models[name]])]
+
+
+def build_defenses(suite: Suite, models: dict, device) -> dict:
+    """Every defense of the suite by name, built from its members and moved to ``device``."""
+    return {d.name: build_defense(d.kind, expand_models(models, d.members), **d.params).to(device)
+            for d in suite.defenses}
+
+
+def craft(attack, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device, *, desc: str = "",
+          progress: bool = False) -> torch.Tensor:
+    """``attack`` run batch by batch on ``device``; the adversarial images, on the CPU (a ValueError if not finite)."""
+    x_adv = torch.cat([attack(images[i:i + batch_size].to(device), labels[i:i + batch_size].to(device)).cpu()
+                       for i in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False,
+                                     disable=not progress)]).contiguous()
+    if not torch.isfinite(x_adv).all():
+        raise ValueError(f"{type(attack).__name__} produced NaN or infinite pixels")
+    return x_adv
+
+
+def failed(message: str) -> dict:
+    """The record of a cell that failed, with why."""
+    return {"status": "failed", "error": message}
+
+
+def describe_error(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
