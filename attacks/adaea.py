@@ -129,5 +129,8 @@ class AdaEA(MomentumIterativeAttack):
         pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
         if not pairs:
             return torch.ones_like(model_grads[0][:, :1])
-        similarity = sum(F.cosine_similarity(model_grads[i], model_grads[j], dim=1) for i, j in pairs) / len(pairs)
+        # unit channel vectors first (as the official code): the cosine then ignores the gradients' magnitude,
+        # which cosine_similarity's eps of 1e-8 would otherwise read as "no agreement" where gradients are tiny
+        units = [F.normalize(g, dim=1) for g in model_grads]
+        similarity = sum(F.cosine_similarity(units[i], units[j], dim=1) for i, j in pairs) / len(pairs)
         return (similarity >= self.threshold).to(model_grads[0].dtype).unsqueeze(1)

@@ -186,9 +186,18 @@ def per_sample_norm(t: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def l1_normalised(t: torch.Tensor) -> torch.Tensor:
-    """Each sample divided by its mean absolute value (its L1 norm up to a constant)."""
+    """Each sample divided by its mean absolute value (its L1 norm up to a constant); an all-zero sample stays 0.
+
+    Only exact zeros are guarded: a tiny but nonzero gradient (a saturated softmax) is scaled up like any
+    other, as MI-FGSM's g / ||g||_1 (and torchattacks) does.
+    """
     dims = tuple(range(1, t.dim()))
-    return t / torch.mean(torch.abs(t), dim=dims, keepdim=True).clamp_min(1e-12)
+    return divided(t, torch.mean(torch.abs(t), dim=dims, keepdim=True))
+
+
+def divided(t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``t / scale`` where ``scale`` is nonzero; ``t`` (which is then 0 too) where it is exactly 0."""
+    return t / torch.where(scale == 0, torch.ones_like(scale), scale)
 
 
 def _as_model_list(models) -> list[nn.Module]:

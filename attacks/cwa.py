@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import MomentumIterativeAttack, per_sample_norm, positive_number
+from .base import MomentumIterativeAttack, divided, per_sample_norm, positive_number
 from .registry import register_attack
 
 REVERSE_FUSIONS = ("mean", "sum")
@@ -93,7 +93,7 @@ class CWA(MomentumIterativeAttack):
         x = self.project(images, x_adv - self.reverse_step_size * self.reverse_gradient(x_adv, labels).sign())
         for model in self.models:
             grad = self.model_gradient(model, x, labels)
-            self._inner_momentum = self.decay * self._inner_momentum + grad / per_sample_norm(grad, 2).clamp_min(1e-12)
+            self._inner_momentum = self.decay * self._inner_momentum + divided(grad, per_sample_norm(grad, 2))
             x = self.project(images, x + self.inner_step_size * self._inner_momentum)
         return x - x_adv
 
@@ -105,5 +105,5 @@ class CWA(MomentumIterativeAttack):
 
     def accumulate_momentum(self, momentum: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         if self.outer_norm == "batch":
-            return momentum * self.decay + grad / grad.abs().sum().clamp_min(1e-12)
+            return momentum * self.decay + divided(grad, grad.abs().sum())
         return super().accumulate_momentum(momentum, grad)

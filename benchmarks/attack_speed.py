@@ -56,7 +56,7 @@ ATTACKS = {
     "LGV": ("lgv", {}, "steps", False),
     "PGD": ("pgd", {}, "steps", False),
     "AutoAttack-APGD-CE": ("autoattack", {"version": "custom", "attacks": ["apgd-ce"]}, "n_iter", True),
-    "Square": ("square", {}, "n_queries", True),
+    "Square-1k": ("square", {"n_queries": 1000}, "n_queries", True),  # the suites' budget (paper: 5000)
 }
 VARIANTS = ("fp32", "bf16", "channels_last", "stack", "compile")
 
@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variants", nargs="+", default=["fp32"], choices=VARIANTS, help="default: fp32")
     parser.add_argument("--variant-surrogates", type=int, default=8,
                         help="K at which the non-fp32 variants are timed (default 8: four share an architecture)")
+    parser.add_argument("--variant-attacks", nargs="+", default=list(ATTACKS)[:6], choices=list(ATTACKS),
+                        metavar="ATTACK", help="attacks timed in the non-fp32 variants (default: the gradient "
+                                               "attacks on the surrogates)")
     parser.add_argument("--eps", type=float, default=8 / 255, help="Linf budget (default 8/255)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the machine's)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/results/"
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         for variant in ["fp32"] + [v for v in args.variants if v != "fp32" and k == args.variant_surrogates]:
             models = accelerated(load_surrogates(args.models, k, device), variant)
             warm_up(models, images, labels)
-            for name in args.attacks:
+            for name in (a for a in args.attacks if variant == "fp32" or a in args.variant_attacks):
                 row = time_attack(name, models, variant, images, labels, args, device)
                 rows.append(row)
                 print(format_row(row), flush=True)
