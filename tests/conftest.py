@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,18 @@ def shared_data_path() -> Path:
 
 def shared_models_path() -> Path:
     return Path(os.environ.get("RBE_MODELS") or SHARED / "models")
+
+
+def sigkill_at_line(command: list[str], prefixes, cwd: Path) -> None:
+    """Runs ``command`` and SIGKILLs it as soon as it prints a line starting with one of ``prefixes``."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in process.stdout:
+        if line.startswith(prefixes):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, f"{command} ended before printing {prefixes}"
 
 
 @pytest.fixture

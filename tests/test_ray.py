@@ -3,8 +3,6 @@
 One cluster serves the whole module. Its workers run tests/ray_faults.py at start-up: it
 logs every crafting call and fires the faults a test arms with a marker file.
 """
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import shared_data_path, shared_models_path, sigkill_at_line
 from robustbench_ens.cli import main
 from robustbench_ens.runner import RunConfig, run_suite
 from robustbench_ens.suite import apply_overrides, load_suite
@@ -63,8 +62,6 @@ def local_run(tmp_path_factory, slice_path_module, models_path_module) -> Path:
 
 @pytest.fixture(scope="module")
 def slice_path_module():
-    from conftest import shared_data_path
-
     if not shared_data_path().is_file():
         pytest.skip("no CIFAR-10 slice")
     return shared_data_path()
@@ -72,8 +69,6 @@ def slice_path_module():
 
 @pytest.fixture(scope="module")
 def models_path_module():
-    from conftest import shared_models_path
-
     if not (shared_models_path() / "resnet20_a_standard.safetensors").is_file():
         pytest.skip("no shared pretrained models")
     return shared_models_path()
@@ -142,22 +137,14 @@ def test_resume_after_the_driver_is_killed(cluster, local_run, tmp_path, slice_p
                "--data", str(slice_path_module), "--models", str(models_path_module), "--cache",
                str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--leaderboard-dir", str(tmp_path / "lb"),
                "--executor", "ray", "--ray-address", cluster]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                              cwd=tmp_path)
-    for line in driver.stdout:
-        if line.startswith(("Ens eps=", "Ens-probs eps=")):  # an attacked cell is in the store
-            driver.send_signal(signal.SIGKILL)
-            break
-    driver.wait(timeout=60)
-    assert driver.returncode == -signal.SIGKILL
+    sigkill_at_line(command, ("Ens eps=", "Ens-probs eps="), tmp_path)  # an attacked cell is in the store
     store = tmp_path / "run" / "results.sqlite"
     with sqlite3.connect(store) as db:
         before = pd.read_sql_query("SELECT * FROM cells", db)
         sets_before = pd.read_sql_query("SELECT * FROM adv_sets", db)
     assert 1 <= len(before) < N_CELLS and len(sets_before) >= 1, "the kill did not land mid-run"
 
-    resumed = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    resumed = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{N_CELLS - len(before)} cells evaluated, {len(before)} already finished" in resumed.stdout
     with sqlite3.connect(store) as db:

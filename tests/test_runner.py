@@ -1,7 +1,6 @@
 """The runner end to end on the smoke suite: grid, crafting once, store, resume after SIGKILL."""
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import pandas as pd
 import pytest
 
 import attacks.ens
+from conftest import sigkill_at_line
 from robustbench_ens.runner import RunConfig, run_suite
 from robustbench_ens.suite import apply_overrides, load_suite
 
@@ -92,14 +92,7 @@ def test_resume_after_sigkill(tmp_path, slice_path, models_path):
     base = [sys.executable, str(REPO / "run_all.py"), "--suite", "smoke", "--device", "cpu", "--no-progress",
             "--data", str(slice_path), "--models", str(models_path), "--cache", str(tmp_path / "cache")]
     killed = [*base, "--out", str(tmp_path / "killed"), "--leaderboard-dir", str(tmp_path / "lb_killed")]
-    process = subprocess.Popen(killed, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                               cwd=tmp_path)
-    for line in process.stdout:
-        if line.startswith("Ens eps="):  # the first attacked cell is committed; the run goes on
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+    sigkill_at_line(killed, "Ens eps=", tmp_path)  # the first attacked cell is committed; the run goes on
     store = tmp_path / "killed" / "results.sqlite"
     with sqlite3.connect(store) as db:
         before = pd.read_sql_query("SELECT * FROM cells", db)
@@ -107,14 +100,7 @@ def test_resume_after_sigkill(tmp_path, slice_path, models_path):
     assert not (tmp_path / "lb_killed").exists(), "no leaderboard from a killed run"
 
     # killed again at another point: after the first of a saved set's cells, before the others
-    process = subprocess.Popen([*killed, "--resume"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=env, cwd=tmp_path)
-    for line in process.stdout:
-        if line.startswith("Ens-probs eps=4/255"):
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+    sigkill_at_line([*killed, "--resume"], "Ens-probs eps=4/255", tmp_path)
     with sqlite3.connect(store) as db:
         middle = pd.read_sql_query("SELECT * FROM cells", db)
     assert len(before) <= len(middle) < N_CELLS
