@@ -106,7 +106,7 @@ class AdaEA(MomentumIterativeAttack):
     def diverse(self, model, x: torch.Tensor) -> torch.Tensor:
         """``model`` on x, through its own DI draw when input diversity is on."""
         if self.diversity_prob > 0:
-            x = input_diversity(x, self.generator, self.resize_rate, self.diversity_prob)
+            x = input_diversity(x, self.host_generator, self.resize_rate, self.diversity_prob)
         return model(x)
 
     @torch.no_grad()

@@ -31,7 +31,8 @@ class Attack:
     """Base class: checks arguments and inputs, puts models in eval mode, seeds a generator.
 
     Subclasses implement :meth:`forward` ``(images, labels) -> x_adv`` and may use
-    ``self.generator`` for any randomness.
+    ``self.generator`` (on the images' device) for tensor randomness and ``self.host_generator``
+    (on the CPU; the same generator when the images are there) for draws read back into Python.
     """
 
     norms: tuple[str, ...] = NORMS  # the threat models the attack's paper defines
@@ -48,6 +49,7 @@ class Attack:
         self.targeted = bool(targeted)
         self.seed = int(seed)
         self.generator: torch.Generator | None = None
+        self.host_generator: torch.Generator | None = None
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -56,11 +58,15 @@ class Attack:
         _check_inputs(images, labels)
         images, labels = images.detach(), labels.detach()
         self.generator = torch.Generator(device=images.device).manual_seed(self.seed)
+        # draws that steer Python (which model, which resize) come from the host: on a GPU, a draw there
+        # would stall the device at every step until the number is read back
+        self.host_generator = self.generator if images.device.type == "cpu" else \
+            torch.Generator().manual_seed(self.seed)
         try:
             with _eval_mode(self.models), torch.enable_grad():
                 x_adv = self.forward(images, labels)
         finally:
-            self.generator = None
+            self.generator = self.host_generator = None
         return x_adv.detach().to(images.dtype)
 
     def __repr__(self) -> str:
@@ -70,7 +76,7 @@ class Attack:
     def hyperparameters(self) -> dict:
         """The attack's settings, as recorded in results and leaderboards."""
         return {key: value for key, value in vars(self).items()
-                if key not in ("models", "generator") and not key.startswith("_")}
+                if key not in ("models", "generator", "host_generator") and not key.startswith("_")}
 
     def model_gradient(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The ascent direction of one model's cross-entropy at ``x``."""

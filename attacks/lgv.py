@@ -64,8 +64,7 @@ class LGV(MomentumIterativeAttack):
         drawn: list[int] = []
         while len(drawn) < self.models_per_step:
             if not self._queue:
-                self._queue = torch.randperm(len(self.models), generator=self.generator,
-                                             device=self.generator.device).tolist()
+                self._queue = torch.randperm(len(self.models), generator=self.host_generator).tolist()
             # A fresh cycle holds all K >= models_per_step > len(drawn) members, so one is always free.
             pick = next(i for i in self._queue if i not in drawn)
             self._queue.remove(pick)

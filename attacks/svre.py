@@ -65,7 +65,7 @@ class SVRE(MomentumIterativeAttack):
         anchor_grads: dict[int, torch.Tensor] = {}  # grad L_k(x_t), computed once per drawn model
         x_inner, inner_momentum = x_adv, torch.zeros_like(x_adv)
         for _ in range(self.inner_steps):
-            k = int(torch.randint(len(self.models), (), generator=self.generator, device=self.generator.device))
+            k = int(torch.randint(len(self.models), (), generator=self.host_generator))
             if k not in anchor_grads:
                 anchor_grads[k] = self.model_gradient(self.models[k], x_adv, labels)
             grad = self.model_gradient(self.models[k], x_inner, labels) - anchor_grads[k] + ensemble_grad

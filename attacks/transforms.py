@@ -1,4 +1,4 @@
-"""Input transformations used inside attacks, drawn from the attack's own generator."""
+"""Input transformations used inside attacks, drawn from the attack's own host (CPU) generator."""
 from __future__ import annotations
 
 import torch
@@ -14,11 +14,11 @@ def input_diversity(x: torch.Tensor, generator: torch.Generator, resize_rate: fl
     """
     size = x.shape[-1]
     low = int(size * resize_rate)
-    if low >= size or torch.rand((), generator=generator, device=generator.device).item() >= prob:
+    if low >= size or torch.rand((), generator=generator).item() >= prob:
         return x
-    side = int(torch.randint(low, size, (), generator=generator, device=generator.device).item())
+    side = int(torch.randint(low, size, (), generator=generator).item())
     resized = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
     pad = size - side
-    top = int(torch.randint(0, pad + 1, (), generator=generator, device=generator.device).item())
-    left = int(torch.randint(0, pad + 1, (), generator=generator, device=generator.device).item())
+    top = int(torch.randint(0, pad + 1, (), generator=generator).item())
+    left = int(torch.randint(0, pad + 1, (), generator=generator).item())
     return F.pad(resized, (left, pad - left, top, pad - top))

@@ -7,7 +7,8 @@ CIFAR-10 test images, this script
    (:class:`robustbench_ens.profiling.PassRecorder`; the hooks' own cost is counted against
    the attack), and its peak memory;
 2. replays exactly those passes alone on random inputs (:func:`robustbench_ens.profiling.replay`);
-3. reports images/s = batch / attack time and efficiency = replay time / attack time.
+3. reports images/s = batch / attack time and efficiency = replay time / attack time (medians
+   over ``--repeats`` runs).
 
 Variants (``--variants``): ``fp32`` (plain), ``bf16`` (the attack inside torch.autocast),
 ``channels_last``, ``stack`` (same-architecture surrogates vmapped together) and ``compile``
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -80,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variant-attacks", nargs="+", default=list(ATTACKS)[:6], choices=list(ATTACKS),
                         metavar="ATTACK", help="attacks timed in the non-fp32 variants (default: the gradient "
                                                "attacks on the surrogates)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed runs of each attack and of its passes alone; the medians are reported "
+                             "(default 3 on a GPU, 1 on a CPU)")
     parser.add_argument("--eps", type=float, default=8 / 255, help="Linf budget (default 8/255)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the machine's)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/results/"
@@ -92,10 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     device = environment.select_device(args.device)
     threads = environment.configure_threads(args.threads)
     batch = args.batch or (512 if device.type == "cuda" else 128)
+    args.repeats = args.repeats or (3 if device.type == "cuda" else 1)
     if max(args.surrogates) > len(SURROGATES):
         raise SystemExit(f"at most {len(SURROGATES)} surrogates are defined")
     images, labels = load_cifar10(args.data).test(batch)
     images, labels = images.to(device), labels.to(device)
+    out = args.out or REPO / "benchmarks" / "results" / f"attack_speed_{device.type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    machine = {**environment.hardware(device), "threads": threads}
     rows = []
     for k in args.surrogates:
         for variant in ["fp32"] + [v for v in args.variants if v != "fp32" and k == args.variant_surrogates]:
@@ -105,11 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                 row = time_attack(name, models, variant, images, labels, args, device)
                 rows.append(row)
                 print(format_row(row), flush=True)
-    add_speedups(rows)
-    out = args.out or REPO / "benchmarks" / "results" / f"attack_speed_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {**environment.hardware(device), "threads": threads}
-    out.write_text(json.dumps({"machine": machine, "batch": batch, "eps": args.eps, "rows": rows}, indent=1))
+                add_speedups(rows)
+                out.write_text(json.dumps({"machine": machine, "batch": batch, "eps": args.eps, "rows": rows},
+                                          indent=1))  # after every row: a cut-short run keeps what it measured
     print(markdown_table(rows))
     print(f"wrote {out}")
     return 0
@@ -139,15 +146,19 @@ def time_attack(name, models, variant, images, labels, args, device) -> dict:
     attack = create_attack(registry_name, targets, eps=args.eps, **params)
     watched = watched_modules(targets)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if variant == "bf16" else contextlib.nullcontext()
-    with PassRecorder(watched) as recorder, PeakMemory(device) as memory, autocast:
-        synchronize(device)
-        started = time.perf_counter()
-        attack(images, labels)
-        synchronize(device)
-        seconds = time.perf_counter() - started
-    with autocast:
-        alone = replay(watched, recorder.passes, device)
+    runs, alone = [], []
+    for _ in range(args.repeats):
+        with PassRecorder(watched) as recorder, PeakMemory(device) as memory, autocast:
+            synchronize(device)
+            started = time.perf_counter()
+            attack(images, labels)
+            synchronize(device)
+            runs.append(time.perf_counter() - started)
+        with autocast:
+            alone.append(replay(watched, recorder.passes, device))
+    seconds, alone = statistics.median(runs), statistics.median(alone)
     return {"attack": name, "variant": variant, "surrogates": len(models), "batch": len(images),
+            "repeats": args.repeats,
             "steps": params.get(steps_key, getattr(attack, steps_key, None)), "seconds": seconds,
             "images_per_s": len(images) / seconds, "passes_alone_s": alone, "efficiency": alone / seconds,
             **recorder.counts(), "peak_mib": None if memory.peak_bytes is None else memory.peak_bytes / 2**20}
@@ -166,7 +177,8 @@ def watched_modules(models) -> list[torch.nn.Module]:
 def add_speedups(rows: list[dict]) -> None:
     plain = {(r["attack"], r["surrogates"]): r["seconds"] for r in rows if r["variant"] == "fp32"}
     for row in rows:
-        row["speedup_vs_fp32"] = plain[(row["attack"], row["surrogates"])] / row["seconds"]
+        baseline = plain.get((row["attack"], row["surrogates"]))
+        row["speedup_vs_fp32"] = None if baseline is None else baseline / row["seconds"]
 
 
 def format_row(row: dict) -> str:
@@ -181,8 +193,9 @@ def markdown_table(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         peak = "–" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"
+        speedup = "–" if r["speedup_vs_fp32"] is None else f"{r['speedup_vs_fp32']:.2f}"
         lines.append(f"| {r['attack']} | {r['variant']} | {r['surrogates']} | {r['steps']} | "
-                     f"{r['images_per_s']:.1f} | {r['efficiency']:.2f} | {r['speedup_vs_fp32']:.2f} | {peak} | "
+                     f"{r['images_per_s']:.1f} | {r['efficiency']:.2f} | {speedup} | {peak} | "
                      f"{r['forward']} | {r['backward']} |")
     return "\n".join(lines)
 

@@ -69,25 +69,31 @@ def test_channels_last_keeps_outputs(tiny_models, batch):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
-BF16_TOLERANCE = 0.03  # the bf16 target robust accuracy lies within 3 points of float32's (stated in benchmarks/README)
+# Measured on an H200 (benchmarks/README.md): bf16 moved held-out targets' robust accuracy by at most 2.0 points
+# (n=512, Ens/CWA/AdaEA/SVRE x 3 targets). bf16 convolutions are slow on a CPU without bf16 units, so this test
+# uses 32 images, where one image is 3.1 points: it allows two images, and fails where bf16 breaks the attack.
+BF16_TOLERANCE_IMAGES = 2
 
 
 def test_bf16_autocast_changes_transfer_results_within_tolerance(models_path, slice_path):
-    """Ens on two real CIFAR ResNets, 64 test images, 8/255: the held-out target's accuracy under bf16 vs float32."""
+    """Ens on two real CIFAR ResNets at 8/255: the held-out target's robust accuracy under bf16 vs float32."""
     from robustbench_ens.data import load_cifar10
     from robustbench_ens.zoo import load_checkpoint
 
     surrogates = [load_checkpoint(models_path / f"{name}.safetensors")[0]
                   for name in ("resnet20_a_standard", "resnet32_a_standard")]
     target = load_checkpoint(models_path / "resnet20_b_baseline_m0.safetensors")[0]
-    images, labels = load_cifar10(slice_path).test(64)
-    attack = Ens(surrogates, eps=8 / 255, steps=5)
+    images, labels = load_cifar10(slice_path).test(32)
+    attack = Ens(surrogates, eps=8 / 255, steps=4)
     x32 = attack(images, labels)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         x16 = attack(images, labels)
     assert x16.dtype == torch.float32
     assert (x16 - images).abs().max() <= 8 / 255 + 1e-6
+    assert (x16 != x32).any()  # autocast did change the computation
     with torch.no_grad():
-        acc32 = (target(x32).argmax(1) == labels).float().mean().item()
-        acc16 = (target(x16).argmax(1) == labels).float().mean().item()
-    assert abs(acc32 - acc16) <= BF16_TOLERANCE
+        correct32 = (target(x32).argmax(1) == labels).sum().item()
+        correct16 = (target(x16).argmax(1) == labels).sum().item()
+        clean = (target(images).argmax(1) == labels).sum().item()
+    assert correct32 < clean - 8  # the float32 attack works, so the comparison means something
+    assert abs(correct32 - correct16) <= BF16_TOLERANCE_IMAGES
