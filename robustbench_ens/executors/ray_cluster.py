@@ -91,13 +91,13 @@ class RayExecutor:
             resources["memory"] = int(self.options.task_memory_gb * 2 ** 30)
         craft_task, evaluate_task = ray.remote(**resources)(craft_job), ray.remote(**resources)(evaluate_job)
 
-        crafting, evaluating = {}, {}  # ObjectRef -> the cell it is for
+        crafting, evaluating = set(), {}  # the crafting tasks' ObjectRefs; evaluation ObjectRef -> its cell
         for group in work.groups:
             first = group[0]
             adv_set = None if first.attack == CLEAN else work.store.saved_adv_set(first.adv_key)
             if first.attack != CLEAN and adv_set is None:
                 adv_set = craft_task.options(name=f"craft {first.attack} eps={fmt_eps(first.eps)}").remote(run, first)
-                crafting[adv_set] = first
+                crafting.add(adv_set)
             for cell in group:
                 task = evaluate_task.options(name=f"evaluate {cell.attack} eps={fmt_eps(cell.eps)} on {cell.defense}")
                 evaluating[task.remote(run, cell, adv_set)] = cell
@@ -105,7 +105,7 @@ class RayExecutor:
         while crafting or evaluating:
             (ref,), _ = ray.wait([*crafting, *evaluating], num_returns=1)
             if ref in crafting:
-                crafting.pop(ref)
+                crafting.remove(ref)
                 try:
                     record = ray.get(ref)
                 except ray.exceptions.RayError:
