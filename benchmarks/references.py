@@ -124,17 +124,19 @@ def _find_folder(root: Path, package: str, marker: str) -> Path:
 
 
 def code_version(root: Path) -> str:
-    """The commit of a copy of the official code: its git HEAD, or the first word of a COMMIT file."""
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10)
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    """The commit of a copy of the official code: the first word of its COMMIT file, else the HEAD of a git
+    checkout whose top level is ``root`` (never that of a repository the copy merely sits inside)."""
     for path in (root / "COMMIT", root.parent / "COMMIT"):
         if path.is_file():
             return path.read_text().split()[0]
+    try:
+        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        lines = top.stdout.split()
+        if top.returncode == 0 and len(lines) == 2 and Path(lines[0]).resolve() == root.resolve():
+            return lines[1]
+    except (OSError, subprocess.SubprocessError):
+        pass
     return "unknown"
 
 
