@@ -35,6 +35,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from arguments import benchmark_parser  # noqa: E402  (this folder)
 from attacks import create_attack  # noqa: E402
 from attacks.acceleration import StackedMember, accelerate  # noqa: E402
 from defenses import Ensemble  # noqa: E402
@@ -64,11 +65,7 @@ VARIANTS = ("fp32", "bf16", "channels_last", "stack", "compile")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=Path, required=True, help="folder of the shared CIFAR-10 checkpoints")
-    parser.add_argument("--data", required=True, help="CIFAR-10 .npz or folder (as run_all.py --data)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--batch", type=int, default=None, help="images per attack call (default 128 CPU, 512 GPU)")
     parser.add_argument("--surrogates", type=int, nargs="+", default=[2, 4, 8], help="ensemble sizes K")
     parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=list(ATTACKS), metavar="ATTACK",

@@ -13,7 +13,6 @@ Example::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from arguments import benchmark_parser  # noqa: E402  (this folder)
 from attacks import create_attack  # noqa: E402
 from defenses import Ensemble  # noqa: E402
 from robustbench_ens import environment  # noqa: E402
@@ -38,10 +38,7 @@ ATTACKS = ("ens", "cwa", "adaea", "svre")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", type=Path, required=True, help="folder of the shared CIFAR-10 checkpoints")
-    parser.add_argument("--data", required=True, help="CIFAR-10 .npz or folder (as run_all.py --data)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--n", type=int, default=128, help="test images (default 128)")
     parser.add_argument("--batch", type=int, default=512, help="images per attack call (default 512)")
     parser.add_argument("--eps", type=float, default=8 / 255, help="Linf budget (default 8/255)")

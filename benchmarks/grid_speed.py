@@ -18,7 +18,6 @@ Example::
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from arguments import benchmark_parser  # noqa: E402  (this folder)
 from attacks import create_attack  # noqa: E402
 from robustbench_ens import environment  # noqa: E402
 from robustbench_ens.metrics import predict  # noqa: E402
@@ -41,11 +41,7 @@ SUITE = REPO / "benchmarks" / "grid_suite.toml"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=Path, required=True, help="folder of the shared CIFAR-10 checkpoints")
-    parser.add_argument("--data", required=True, help="CIFAR-10 .npz or folder (as run_all.py --data)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--n", type=int, default=None, help="test images (default: the suite's 256)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: the suite's 128)")
     parser.add_argument("--out", type=Path, default=None,

@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from . import environment
 from .executors import EXECUTORS
 from .executors.ray_cluster import RayOptions
 from .suite import apply_overrides, load_suite, shipped_suites
@@ -70,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run the grid's failed cells again (a failed cell is otherwise kept as finished); "
                              "every other finished cell is reused")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    speed = parser.add_argument_group(
+        "speed", "how the attacked models run while crafting; measured effects in benchmarks/README.md")
+    speed.add_argument("--bf16", action="store_true",
+                       help="craft under bf16 autocast: half the memory; changes the images (robust accuracy moved "
+                            "by at most 2 points in our measurement), so bf16 cells are separate cells")
+    speed.add_argument("--channels-last", action="store_true",
+                       help="surrogates in the channels_last memory format (1.0-1.3x on an H200)")
+    speed.add_argument("--stack", action="store_true",
+                       help="evaluate same-architecture surrogates together with torch.func.vmap (slower on an "
+                            "H200 for CIFAR ResNets: 0.56-0.83x)")
+    speed.add_argument("--compile", action="store_true", help="torch.compile the surrogates")
+    speed.add_argument("--threads", metavar="N", type=_non_negative(int), default=None,
+                       help="torch CPU threads (default: the CPUs this process may use, cgroup quota included)")
     cluster = parser.add_argument_group(
         "running on a Ray cluster", "crafting jobs and evaluation cells as Ray tasks; the results store and the "
         "leaderboard are those of a local run (needs the extra: pip install -e \".[ray]\")")
@@ -92,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .runner import DEFAULT_CACHE, RunConfig, run_suite
+    from .runner import DEFAULT_CACHE, Acceleration, RunConfig, run_suite
 
     sys.stdout.reconfigure(line_buffering=True)
     parser = build_parser()
@@ -103,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if given and args.executor != "ray":
         parser.error("--ray-* options need --executor ray")
     try:
+        environment.configure_threads(args.threads or None)
         suite = apply_overrides(load_suite(args.suite), attacks=args.attacks, defenses=args.defenses,
                                 eps=args.eps, n_examples=args.n_examples, device=args.device, seed=args.seed)
         config = RunConfig(
@@ -114,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             cache_dir=Path(args.cache or os.environ.get("RBE_CACHE") or DEFAULT_CACHE),
             fresh=args.fresh, retry_failed=args.retry_failed, progress=args.progress,
             executor=args.executor, ray=RayOptions(**given),
+            acceleration=Acceleration(bf16=args.bf16, channels_last=args.channels_last, stack=args.stack,
+                                      compile=args.compile),
             command=shlex.join(["python", "run_all.py", *(sys.argv[1:] if argv is None else argv)]))
         result = run_suite(config)
     except _user_errors() as error:

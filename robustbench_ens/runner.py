@@ -33,8 +33,8 @@ from .metrics import accuracy, checked_logits
 from .store import ResultStore
 from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
 from .whitebox import attack_kind, attacked_model, eot_samples, whitebox_params
-from .workspace import (ADV_FOLDER, Cell, build_defenses, craft, expand_models, now,  # noqa: F401 (the runner's API)
-                        open_workspace, resolve_models)
+from .workspace import (ADV_FOLDER, Acceleration, Cell, build_defenses, craft, expand_models,  # noqa: F401
+                        now, open_workspace, resolve_models)  # (F401: the runner's API)
 from .zoo.derived import describe as describe_derived
 
 ATTACKED = {"white-box": "white-box: each defense itself",
@@ -58,6 +58,7 @@ class RunConfig:
     command: str = ""
     executor: str = "local"  # who runs the cells: "local" (this process) or "ray" (a Ray cluster)
     ray: RayOptions = field(default_factory=RayOptions)  # used by the ray executor only
+    acceleration: Acceleration = field(default_factory=Acceleration)  # how models run while crafting
 
 
 @dataclass
@@ -87,7 +88,7 @@ def run_suite(config: RunConfig) -> RunResult:
     _check_outputs(suite, models, defenses, images[:2].to(device))
     _check_attacks(suite, models, defenses)
     identity = {name: _model_identity(name, provenance[name]) for name in models}
-    cells = _grid(suite, data.sha256, identity)
+    cells = _grid(suite, data.sha256, identity, bf16=config.acceleration.bf16)
     retried = store.discard_failed(c.cell_id for c in cells) if config.retry_failed else 0
     finished = store.finished_ids()
     result = RunResult(cells=None, skipped=sum(c.cell_id in finished for c in cells), retried=retried)
@@ -168,16 +169,17 @@ def _fingerprint(payload) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def _grid(suite: Suite, data_sha256: str, identity: dict) -> list[Cell]:
+def _grid(suite: Suite, data_sha256: str, identity: dict, bf16: bool = False) -> list[Cell]:
     """The clean row, then attack x eps x defense, each with its cell id and adversarial-set key."""
     common = {"suite": suite.name, "data": data_sha256, "n": suite.n_examples, "norm": suite.norm,
               "seed": suite.seed}
+    precision = {"precision": "bf16"} if bf16 else {}  # bf16 sets are other sets; fp32 ones keep their ids
     defense_ids = {d.name: _defense_payload(d, identity) for d in suite.defenses}
     cells = []
     rows = [(None, 0.0)] + [(a, eps) for a in suite.attacks for eps in a.eps_values(suite.eps)]
     for attack, eps in rows:
         attack_payload = _attack_payload(attack, identity) if attack else CLEAN
-        shared_key = _fingerprint({**common, "attack": attack_payload, "eps": eps})
+        shared_key = _fingerprint({**common, "attack": attack_payload, "eps": eps, **(precision if attack else {})})
         for defense in (d for d in suite.defenses if attack is None or attack.runs_on(d.name)):
             # a transfer set serves every defense; a white-box set is crafted on (and for) one defense
             adv_key = _fingerprint({"shared": shared_key, "defense": defense_ids[defense.name]}) \
@@ -240,6 +242,8 @@ def _setting(suite, data, images, labels, models, provenance, cells, device, ver
                       "origin": "; ".join(f"{m}: {_origin_text(provenance[m])}" for m in d.members),
                       "clean_acc": clean.get(d.name), "randomised": randomised[d.name]} for d in suite.defenses],
         "runtime_s": float(compute_s), "command": config.command,
+        **({"acceleration": accelerated} if (accelerated := [k for k, on in asdict(config.acceleration).items()
+                                                              if on]) else {}),
     }
 
 

@@ -8,6 +8,7 @@ results store: the caller records what it returns.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from attacks import create_attack
+from attacks.acceleration import accelerate
 from defenses import build_defense
 
 from . import atomic
@@ -30,6 +32,27 @@ from .zoo import CheckpointError, ModelSpec, TrainRecipe, pretrained_file, resol
 from .zoo.derived import checked_settings
 
 ADV_FOLDER = "adv"  # the adversarial sets, under the run folder (--out)
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """How the attacked models run while crafting (``run_all.py --bf16 --channels-last --stack --compile``).
+
+    Measured effect of each, on CIFAR ResNets: benchmarks/README.md. bf16 changes the adversarial
+    images (within the tolerance stated there), so it is part of a cell's identity; the others
+    change only the order of floating-point sums.
+    """
+
+    bf16: bool = False
+    channels_last: bool = False
+    stack: bool = False
+    compile: bool = False
+
+    def models(self, models: list) -> list:
+        return accelerate(models, stack=self.stack, channels_last=self.channels_last, compile=self.compile)
+
+    def autocast(self, device: torch.device):
+        return torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -50,9 +73,11 @@ class Workspace:
     """
 
     def __init__(self, suite: Suite, images: torch.Tensor, labels: torch.Tensor, models: dict, defenses: dict,
-                 device: torch.device, adv_folder: Path, progress: bool = False):
+                 device: torch.device, adv_folder: Path, progress: bool = False,
+                 acceleration: Acceleration = Acceleration()):
         self.suite, self.images, self.labels, self.models, self.defenses = suite, images, labels, models, defenses
         self.device, self.adv_folder, self.progress = device, Path(adv_folder), progress
+        self.acceleration = acceleration
         self._randomised: dict[str, bool] = {}
         self._clean_pred: dict[str, torch.Tensor] = {}
 
@@ -105,11 +130,12 @@ class Workspace:
         else:
             models = expand_models(self.models, entry.surrogates)
             params, where = entry.params, f"{len(models)} surrogate{'s' * (len(models) != 1)}"
-        attack = create_attack(entry.attack, models, eps=cell.eps, norm=self.suite.norm, seed=self.suite.seed,
-                               **params)
+        attack = create_attack(entry.attack, self.acceleration.models(models), eps=cell.eps, norm=self.suite.norm,
+                               seed=self.suite.seed, **params)
         started = time.perf_counter()
-        x_adv = craft(attack, self.images, self.labels, self.suite.batch_size, self.device,
-                      desc=f"crafting {entry.name} eps={fmt_eps(cell.eps)}", progress=self.progress)
+        with self.acceleration.autocast(self.device):
+            x_adv = craft(attack, self.images, self.labels, self.suite.batch_size, self.device,
+                          desc=f"crafting {entry.name} eps={fmt_eps(cell.eps)}", progress=self.progress)
         craft_time = time.perf_counter() - started
         tqdm.write(f"crafted {entry.name} eps={fmt_eps(cell.eps)} on {where}: "
                    f"{len(self.images)} images in {craft_time:.1f} s")
@@ -133,7 +159,7 @@ def open_workspace(config, device: torch.device, identity: dict | None = None) -
                                   f"{sha256}: every node must see the same --models and --cache folders")
     defenses = build_defenses(suite, models, device)
     return Workspace(suite, images, labels, models, defenses, device, config.out_dir / ADV_FOLDER,
-                     config.progress), data, provenance
+                     config.progress, config.acceleration), data, provenance
 
 
 def resolve_models(suite: Suite, data, config, device) -> tuple[dict, dict]:

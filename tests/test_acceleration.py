@@ -76,15 +76,14 @@ BF16_TOLERANCE_IMAGES = 2
 
 
 def test_bf16_autocast_changes_transfer_results_within_tolerance(models_path, slice_path):
-    """Ens on two real CIFAR ResNets at 8/255: the held-out target's robust accuracy under bf16 vs float32."""
+    """Ens on a real CIFAR ResNet-20 at 8/255: the held-out target's robust accuracy under bf16 vs float32."""
     from robustbench_ens.data import load_cifar10
     from robustbench_ens.zoo import load_checkpoint
 
-    surrogates = [load_checkpoint(models_path / f"{name}.safetensors")[0]
-                  for name in ("resnet20_a_standard", "resnet32_a_standard")]
+    surrogates = [load_checkpoint(models_path / "resnet20_a_standard.safetensors")[0]]
     target = load_checkpoint(models_path / "resnet20_b_baseline_m0.safetensors")[0]
     images, labels = load_cifar10(slice_path).test(32)
-    attack = Ens(surrogates, eps=8 / 255, steps=4)
+    attack = Ens(surrogates, eps=8 / 255, steps=3)
     x32 = attack(images, labels)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         x16 = attack(images, labels)
