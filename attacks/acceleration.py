@@ -64,6 +64,9 @@ class ModelStack(nn.Module):
         return found[0], found[1]
 
     def forward(self, x: torch.Tensor, members: Sequence[int] | None = None) -> torch.Tensor:
+        """Every member's output (or those of ``members``, in that order) at ``x``, stacked."""
+        if members is not None and list(members) == list(range(self.size)):
+            members = None  # all of them, in order: the stacked weights as they are, no gather
         index = None if members is None else torch.as_tensor(list(members), device=x.device)
         params, buffers = self.weights(index)
         return vmap(self._call_one, in_dims=(0, 0, None))(params, buffers, x)
@@ -118,7 +121,8 @@ def accelerate(models: nn.Module | Sequence[nn.Module], *, stack: bool = False, 
         models = stack_same_architecture(models)
     if compile:
         for module in {id(m): _compiled_unit(m) for m in models}.values():
-            module.compile()
+            if getattr(module, "_compiled_call_impl", None) is None:  # compiled once, not again per call
+                module.compile()
     return models
 
 

@@ -60,6 +60,13 @@ def test_stacked_members_follow_the_attack_mode_contract(tiny_models, batch):
     assert stacked[0].training and stacked[0].stack.template.training
 
 
+def test_compiling_twice_compiles_once(tiny_models):
+    first = accelerate(tiny_models[:1], compile=True)[0]
+    compiled = first._compiled_call_impl
+    assert compiled is not None
+    assert accelerate([first], compile=True)[0]._compiled_call_impl is compiled
+
+
 def test_channels_last_keeps_outputs(tiny_models, batch):
     x, _ = batch
     expected = [m(x) for m in tiny_models]
