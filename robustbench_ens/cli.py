@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="craft under bf16 autocast: half the memory; changes the images (robust accuracy moved "
                             "by at most 2 points in our measurement), so bf16 cells are separate cells")
     speed.add_argument("--channels-last", action="store_true",
-                       help="surrogates in the channels_last memory format (1.0-1.3x on an H200)")
+                       help="surrogates in the channels_last memory format (0.98-1.29x on an H200)")
     speed.add_argument("--stack", action="store_true",
                        help="evaluate same-architecture surrogates together with torch.func.vmap (slower on an "
                             "H200 for CIFAR ResNets: 0.56-0.83x)")
