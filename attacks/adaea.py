@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .acceleration import member_outputs
-from .base import MomentumIterativeAttack, input_gradient, positive_number
+from .base import MomentumIterativeAttack, divided, input_gradient, positive_number
 from .fusion import fused_loss, normalised_weights
 from .registry import register_attack
 from .transforms import input_diversity
@@ -126,11 +126,12 @@ class AdaEA(MomentumIterativeAttack):
     def drf_mask(self, model_grads: list[torch.Tensor]) -> torch.Tensor:
         """1 where the models' gradients agree on average (mean pairwise channel cosine >= threshold)."""
         n = len(model_grads)
-        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
-        if not pairs:
+        if n < 2:
             return torch.ones_like(model_grads[0][:, :1])
-        # unit channel vectors first (as the official code): the cosine then ignores the gradients' magnitude,
-        # which cosine_similarity's eps of 1e-8 would otherwise read as "no agreement" where gradients are tiny
-        units = [F.normalize(g, dim=1) for g in model_grads]
-        similarity = sum(F.cosine_similarity(units[i], units[j], dim=1) for i, j in pairs) / len(pairs)
+        # unit channel vectors (as the official code), whatever the gradients' magnitude (a zero gradient stays a zero
+        # vector: no agreement with anything); the cosine of two of them is their dot product
+        units = [divided(g, torch.linalg.vector_norm(g, dim=1, keepdim=True)) for g in model_grads]
+        # sum over pairs i < j of u_i . u_j = (|sum_k u_k|^2 - sum_k |u_k|^2) / 2: K terms, not K(K-1)/2 cosines
+        pair_sum = (sum(units).square().sum(1) - sum(u.square().sum(1) for u in units)) / 2
+        similarity = pair_sum / (n * (n - 1) / 2)
         return (similarity >= self.threshold).to(model_grads[0].dtype).unsqueeze(1)

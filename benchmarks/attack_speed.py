@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default 3 on a GPU, 1 on a CPU)")
     parser.add_argument("--eps", type=float, default=8 / 255, help="Linf budget (default 8/255)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the machine's)")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave the C library's malloc as it comes (default: tuned as run_all.py does, "
+                             "see robustbench_ens.environment.tune_cpu_allocator)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/results/"
                                                                 "attack_speed_<device>.json)")
     return parser
@@ -101,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     images, labels = images.to(device), labels.to(device)
     out = args.out or REPO / "benchmarks" / "results" / f"attack_speed_{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {**environment.hardware(device), "threads": threads}
+    allocator = "default, as it comes" if args.default_allocator else environment.tune_cpu_allocator()
+    machine = {**environment.hardware(device), "threads": threads, "allocator": allocator}
     rows = []
     for k in args.surrogates:
         for variant in ["fp32"] + [v for v in args.variants if v != "fp32" and k == args.variant_surrogates]:

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON output (default benchmarks/results/grid_speed_<device>.json)")
     args = parser.parse_args(argv)
     environment.configure_threads()
+    allocator = environment.tune_cpu_allocator()  # as run_all.py does
     suite = apply_overrides(load_suite(str(SUITE)), n_examples=args.n, device=args.device)
     if args.batch is not None:
         suite = dataclasses.replace(suite, batch_size=args.batch)
@@ -64,10 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         parts = time_parts(workspace, device)
 
     crafting, evaluation = sum(parts["crafting"].values()), sum(parts["evaluation"].values())
-    result = {"machine": environment.hardware(device), "n": suite.n_examples, "batch": suite.batch_size,
-              "attacks": len(suite.attacks), "defenses": len(suite.defenses), "grid_s": grid_s,
-              "crafting_s": crafting, "evaluation_s": evaluation, "ratio": grid_s / (crafting + evaluation),
-              "resume_and_publish_s": publish_s, "parts": parts}
+    result = {"machine": {**environment.hardware(device), "allocator": allocator}, "n": suite.n_examples,
+              "batch": suite.batch_size, "attacks": len(suite.attacks), "defenses": len(suite.defenses),
+              "grid_s": grid_s, "crafting_s": crafting, "evaluation_s": evaluation,
+              "ratio": grid_s / (crafting + evaluation), "resume_and_publish_s": publish_s, "parts": parts}
     out = args.out or REPO / "benchmarks" / "results" / f"grid_speed_{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

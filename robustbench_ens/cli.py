@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--ray-* options need --executor ray")
     try:
         environment.configure_threads(args.threads or None)
+        environment.tune_cpu_allocator()
         suite = apply_overrides(load_suite(args.suite), attacks=args.attacks, defenses=args.defenses,
                                 eps=args.eps, n_examples=args.n_examples, device=args.device, seed=args.seed)
         config = RunConfig(

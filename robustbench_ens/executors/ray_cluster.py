@@ -33,7 +33,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 
-from ..environment import select_device
+from ..environment import select_device, tune_cpu_allocator
 from ..leaderboard.format import fmt_eps
 from ..metrics import perturbation_norms
 from ..suite import CLEAN
@@ -164,5 +164,6 @@ def _workspace(run: RemoteRun) -> Workspace:
     """The run's workspace in this worker process, built on its first task and kept for the next ones."""
     if run.token not in _workspaces:
         _workspaces.clear()
+        tune_cpu_allocator()  # as run_all.py does in the driver
         _workspaces[run.token], _, _ = open_workspace(run.config, select_device(run.device), run.model_sha256)
     return _workspaces[run.token]
