@@ -20,6 +20,7 @@ if [ -n "${RBE_CWA_CODE:-}" ] && [ -n "${RBE_ADAEA_CODE:-}" ]; then
     run benchmarks/references.py --models-dir "$models" --data "$data" --device "$device" \
         --out "$out/references_$device.json"
 fi
+if [ "$device" = cpu ]; then run benchmarks/allocator_ab.py --models "$models" --data "$data" --out "$out/allocator_ab_cpu.json"; fi
 run benchmarks/bf16_agreement.py "${common[@]}" --n "${BF16_N:-512}" --out "$out/bf16_agreement_$device.json"
 run benchmarks/grid_speed.py "${common[@]}" ${GRID_N:+--n "$GRID_N"} --out "$out/grid_speed_$device.json"
 # shellcheck disable=SC2086

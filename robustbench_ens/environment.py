@@ -74,11 +74,12 @@ def tune_cpu_allocator() -> str:
     By default glibc serves every block above 128 KiB (an activation tensor) with a fresh ``mmap``
     and gives it back to the system when it is freed, and it trims its heap as soon as 128 KiB
     lie free at the top: every forward and backward pass then page-faults (and the kernel
-    zeroes) its activations again. That cost grows with the memory alive at once (an ensemble's
-    K autograd graphs), and on a 2-core CPU it made a forward pass of eight CIFAR ResNets about
-    1.4x slower (benchmarks/README.md). This sets the mmap threshold to glibc's maximum (32 MiB)
-    and stops trimming, as PyTorch's CPU tuning guide's jemalloc/tcmalloc advice does by other
-    means: the process keeps its peak resident memory instead of returning it between passes.
+    zeroes) its activations again. That cost grows with the memory alive at once: on a 2-core CPU,
+    AdaEA on eight CIFAR ResNets (K autograd graphs alive through K^2 scoring passes) ran 1.25x
+    faster tuned, plain Ens unchanged (benchmarks/README.md). This sets the mmap threshold to
+    glibc's maximum (32 MiB) and stops trimming, which is what preloading jemalloc or tcmalloc (the
+    usual advice for PyTorch on CPUs) buys by other means: the process keeps its peak resident
+    memory instead of returning it between passes; blocks above 32 MiB are still mmap'd.
 
     Does nothing where the C library is not glibc or where jemalloc, tcmalloc or mimalloc is
     preloaded (``LD_PRELOAD``). Returns ``"glibc, freed memory kept"``, or why nothing was done.

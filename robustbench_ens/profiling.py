@@ -122,7 +122,9 @@ class PeakMemory:
     else the process's peak resident set size.
 
     On a CPU the high-water mark is reset at entry through /proc/self/clear_refs (Linux);
-    where that is not possible, ``peak_bytes`` is None.
+    where that is not possible, ``peak_bytes`` is None. The resident set counts memory the C library
+    keeps after a free: once :func:`~robustbench_ens.environment.tune_cpu_allocator` has run, the
+    peak cannot fall below what earlier work left resident.
     """
 
     def __init__(self, device: torch.device):

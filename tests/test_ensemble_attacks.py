@@ -140,6 +140,21 @@ def test_adaea_drf_mask_by_hand():
     assert AdaEA([nn.Identity()] * 3, threshold=-0.4).drf_mask([g, h, g]).flatten().tolist() == [1.0, 1.0]
 
 
+@pytest.mark.parametrize("k", [2, 3, 8])
+def test_adaea_drf_similarity_is_the_mean_pairwise_cosine(k):
+    """The filter's K-term sum equals the mean of the K(K-1)/2 channel cosines, at any gradient magnitude."""
+    generator = torch.Generator().manual_seed(k)
+    grads = [torch.randn(4, 3, 8, 8, generator=generator) * 10 ** (-12 * torch.rand(4, 1, 8, 8, generator=generator))
+             for _ in range(k)]
+    grads[0][0, :, 0, 0] = 0  # a zero gradient agrees with nothing
+    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    cosine = sum(F.cosine_similarity(grads[i], grads[j], dim=1, eps=1e-30) for i, j in pairs) / len(pairs)
+    for threshold in (-0.3, 0.0, 0.2):
+        mask = AdaEA([nn.Identity()] * k, threshold=threshold).drf_mask(grads).squeeze(1)
+        decided = (cosine - threshold).abs() > 1e-5  # away from the threshold, where rounding cannot flip it
+        assert torch.equal(mask[decided], (cosine >= threshold).float()[decided])
+
+
 def test_svre_with_one_inner_step_is_ens(tiny_models):
     """M = 1: the variance-reduced gradient at x~ = x_t is exactly g_ens, so SVRE is MI-FGSM on the ensemble."""
     images, labels = _batch()

@@ -1,11 +1,15 @@
 """The pass recorder counts exactly the passes each algorithm needs; replay runs exactly those passes."""
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 
 from attacks import CWA, LGV, PGD, SVRE, AdaEA, Ens
-from robustbench_ens.profiling import PassRecorder, PeakMemory, replay
+from robustbench_ens.profiling import PassRecorder, replay
 
 STEPS = 3
 
@@ -77,12 +81,23 @@ def test_replay_leaves_modes_as_found(tiny_models, batch):
     assert tiny_models[0].training and not tiny_models[1].training
 
 
-def test_peak_memory_sees_a_large_allocation():
+_PEAKS = textwrap.dedent("""
+    import torch
+    from robustbench_ens.profiling import PeakMemory
     with PeakMemory(torch.device("cpu")) as before:
         pass
     with PeakMemory(torch.device("cpu")) as memory:
         block = torch.ones(256 * 2**20 // 4)  # 256 MiB, touched
         del block
-    if memory.peak_bytes is None:
+    print(before.peak_bytes, memory.peak_bytes)
+""")
+
+
+def test_peak_memory_sees_a_large_allocation():
+    # in a fresh process: in this one, an earlier test may have run run_all's main, which tunes the allocator to
+    # keep freed memory, and the block would then reuse memory already resident
+    before, peak = subprocess.run([sys.executable, "-c", _PEAKS], capture_output=True, text=True,
+                                  check=True).stdout.split()
+    if peak == "None":
         pytest.skip("this system cannot reset the peak resident set size")
-    assert memory.peak_bytes >= before.peak_bytes + 200 * 2**20
+    assert int(peak) >= int(before) + 200 * 2**20
