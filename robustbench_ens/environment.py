@@ -71,10 +71,10 @@ _PRELOADED_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
 def tune_cpu_allocator() -> str:
     """Make glibc's malloc keep the memory a CPU pass frees for the next pass; returns what was done.
 
-    By default glibc serves every block above 128 KiB (an activation tensor) with a fresh ``mmap``
-    and gives it back to the system when it is freed, and it trims its heap as soon as 128 KiB
-    lie free at the top: every forward and backward pass then page-faults (and the kernel
-    zeroes) its activations again. That cost grows with the memory alive at once: on a 2-core CPU,
+    By default glibc serves blocks above its mmap threshold (128 KiB at first, raised as such blocks
+    are freed) with a fresh ``mmap`` and unmaps them when they are freed, and it trims the free top
+    of its heap beyond twice that threshold: a forward or backward pass then often page-faults
+    (and the kernel zeroes) its activations again, depending on the order of earlier frees. That cost grows with the memory alive at once: on a 2-core CPU,
     AdaEA on eight CIFAR ResNets (K autograd graphs alive through K^2 scoring passes) ran 1.25x
     faster tuned, plain Ens unchanged (benchmarks/README.md). This sets the mmap threshold to
     glibc's maximum (32 MiB) and stops trimming, which is what preloading jemalloc or tcmalloc (the
