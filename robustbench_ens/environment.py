@@ -74,9 +74,10 @@ def tune_cpu_allocator() -> str:
     By default glibc serves blocks above its mmap threshold (128 KiB at first, raised as such blocks
     are freed) with a fresh ``mmap`` and unmaps them when they are freed, and it trims the free top
     of its heap beyond twice that threshold: a forward or backward pass then often page-faults
-    (and the kernel zeroes) its activations again, depending on the order of earlier frees. That cost grows with the memory alive at once: on a 2-core CPU,
-    AdaEA on eight CIFAR ResNets (K autograd graphs alive through K^2 scoring passes) ran 1.25x
-    faster tuned, plain Ens unchanged (benchmarks/README.md). This sets the mmap threshold to
+    (and the kernel zeroes) its activations again, depending on the order of earlier frees. That
+    cost grows with the memory alive at once: on a 2-core CPU, AdaEA on eight CIFAR ResNets (K
+    autograd graphs alive through K^2 scoring passes) ran 1.25x faster tuned, plain Ens unchanged
+    (benchmarks/README.md). This sets the mmap threshold to
     glibc's maximum (32 MiB) and stops trimming, which is what preloading jemalloc or tcmalloc (the
     usual advice for PyTorch on CPUs) buys by other means: the process keeps its peak resident
     memory instead of returning it between passes; blocks above 32 MiB are still mmap'd.
