@@ -77,10 +77,10 @@ def tune_cpu_allocator() -> str:
     (and the kernel zeroes) its activations again, depending on the order of earlier frees. That
     cost grows with the memory alive at once: on a 2-core CPU, AdaEA on eight CIFAR ResNets (K
     autograd graphs alive through K^2 scoring passes) ran 1.25x faster tuned, plain Ens unchanged
-    (benchmarks/README.md). This sets the mmap threshold to
-    glibc's maximum (32 MiB) and stops trimming, which is what preloading jemalloc or tcmalloc (the
-    usual advice for PyTorch on CPUs) buys by other means: the process keeps its peak resident
-    memory instead of returning it between passes; blocks above 32 MiB are still mmap'd.
+    (benchmarks/README.md). This sets the mmap threshold to glibc's maximum (32 MiB) and stops
+    trimming, which is what preloading jemalloc or tcmalloc (the usual advice for PyTorch on CPUs)
+    buys by other means: the process keeps its peak resident memory instead of returning it
+    between passes; blocks above 32 MiB are still mmap'd.
 
     Does nothing where the C library is not glibc or where jemalloc, tcmalloc or mimalloc is
     preloaded (``LD_PRELOAD``). Returns ``"glibc, freed memory kept"``, or why nothing was done.
