@@ -349,6 +349,18 @@ def test_the_caveat_names_crossmax_defenses_as_transfer_only():
     assert "ens-a, ens-b aggregate with CrossMax" in text and "read their rows under the adaptive attack" in text
 
 
+def test_the_summary_counts_attacks_by_kind():
+    from robustbench_ens.leaderboard.page import summary
+
+    setting = make_setting()
+    text = summary(build(make_cells(), setting), setting)
+    assert "3 defenses against 2 transfer attacks crafted on surrogate models (resnet18, vgg11)," in text
+    _kinds(setting, **{"pgd-ens": "adaptive"})
+    text = summary(build(make_cells(), setting), setting)
+    assert ("3 defenses against 2 attacks: 1 transfer attack crafted on surrogate models (resnet18, vgg11), "
+            "and 1 run against each defense itself (adaptive),") in text
+
+
 def _kinds(setting: dict, **kinds) -> dict:
     setting["attacks"] = [{**a, "kind": kinds.get(a["name"], "transfer")} for a in setting["attacks"]]
     return setting

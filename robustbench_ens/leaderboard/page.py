@@ -84,10 +84,7 @@ def summary(lb: Leaderboard, setting: dict) -> str:
     source = ((s.get("data") or {}).get("source")) or "the test set"
     parts = [f"{desc.rstrip('.')}." if desc else ""]
     parts.append(
-        f"{len(lb.defenses)} defense{'s' if len(lb.defenses) != 1 else ''} against "
-        f"{len(lb.attacks)} transfer attack{'s' if len(lb.attacks) != 1 else ''} "
-        f"crafted on surrogate models"
-        + (f" ({', '.join(surrogates)})" if surrogates else "")
+        f"{plural(len(lb.defenses), 'defense')} against {attacks_text(lb, surrogates)}"
         + f", {norm_text(s)} threat model"
         + (f" with eps in {{{', '.join(fmt_eps(e) for e in lb.eps_list)}}}" if lb.eps_list else "")
         + (f" (headline {fmt_eps(lb.headline_eps)})" if lb.headline_eps is not None else "")
@@ -106,6 +103,23 @@ def summary(lb: Leaderboard, setting: dict) -> str:
     if meta:
         parts.append(f"Generated from {', '.join(meta)}.")
     return " ".join(p for p in parts if p)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
+def attacks_text(lb: Leaderboard, surrogates: list[str]) -> str:
+    """The attacks by kind: those crafted on the surrogates, and those crafted on (or querying) each defense."""
+    on_surrogates = sum(lb.kind(a) == "transfer" for a in lb.attacks)
+    transfer = plural(on_surrogates, "transfer attack") + " crafted on surrogate models" \
+        + (f" ({', '.join(surrogates)})" if surrogates else "")
+    per_defense = sorted({lb.kind(a) for a in lb.attacks} - {"transfer"})
+    if not per_defense:
+        return transfer
+    others = len(lb.attacks) - on_surrogates
+    return (f"{plural(len(lb.attacks), 'attack')}: {transfer}, and {others} run against each defense itself "
+            f"({', '.join(per_defense)})")
 
 
 def caveat(lb: Leaderboard, setting: dict) -> str:
