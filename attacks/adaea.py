@@ -31,9 +31,12 @@ class AdaEA(MomentumIterativeAttack):
     4. MI-FGSM step on g: m = decay * m + g / ||g||_1; x_{t+1} = clip(x_t + alpha * sign(m)).
        ``decay=0`` gives the I-FGSM variant.
 
-    Defaults follow the official code's run script (CHENBIN99/AdaEA): alpha 2/255 at eps
-    8/255, 10 steps, decay 0.9, beta 10, threshold -0.3, no input diversity. Decisions
-    where the official code is not what the paper describes:
+    Defaults follow the official code's run script (CHENBIN99/AdaEA at commit 416b112, its
+    latest): alpha 2/255 at eps 8/255, 10 steps, decay 0.9, beta 10, threshold -0.3, no input
+    diversity. As there, the weights are recomputed at every iteration (the repository's first
+    commit computed them once, at the first iteration). The official code starts from
+    x + 0.001 * N(0, 1) noise; here the start is x itself (or, with ``random_start``, a uniform
+    draw in the eps-ball). Decisions where the official code is not what the paper describes:
 
     - DRF averages the similarity over all model pairs. In the official ``drf`` an ``if``
       placed after the inner loop reads the loop's last index, so the last model's row is
@@ -74,6 +77,9 @@ class AdaEA(MomentumIterativeAttack):
                  random_start: bool = False, seed: int = 0):
         super().__init__(models, eps=eps, alpha=alpha, steps=steps, decay=decay, norm=norm, targeted=targeted,
                          random_start=random_start, seed=seed)
+        if (agm or drf) and len(self.models) < 2:
+            raise ValueError("AdaEA's AGM and DRF compare surrogates with each other: give it at least 2 models "
+                             "(with one, use Ens, or agm=False and drf=False)")
         if agm_granularity not in GRANULARITIES:
             raise ValueError(f"agm_granularity must be one of {GRANULARITIES}, got {agm_granularity!r}")
         if not -1 <= threshold <= 1:
@@ -124,10 +130,8 @@ class AdaEA(MomentumIterativeAttack):
         return [w.unsqueeze(1) for w in weights]
 
     def drf_mask(self, model_grads: list[torch.Tensor]) -> torch.Tensor:
-        """1 where the models' gradients agree on average (mean pairwise channel cosine >= threshold)."""
+        """1 where the models' gradients (at least 2) agree on average (mean pairwise channel cosine >= threshold)."""
         n = len(model_grads)
-        if n < 2:
-            return torch.ones_like(model_grads[0][:, :1])
         # unit channel vectors (as the official code), whatever the gradients' magnitude (a zero gradient stays a zero
         # vector: no agreement with anything); the cosine of two of them is their dot product
         units = [divided(g, torch.linalg.vector_norm(g, dim=1, keepdim=True)) for g in model_grads]

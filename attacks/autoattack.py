@@ -1,13 +1,13 @@
 """AutoAttack (Croce & Hein, ICML 2020) through the ``pyautoattack`` package, as one attack of this package."""
 from __future__ import annotations
 
-import pyautoattack
 import torch
 
-from .base import Attack, own_global_rng
+from .base import Attack
 from .registry import register_attack
 
 VERSIONS = ("standard", "rand", "plus", "custom")
+LIBRARY_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")  # the names version="custom" takes
 RAND_EOT_SAMPLES = 20  # the EOT samples per step of the library's "rand" version (fixed there)
 
 
@@ -42,15 +42,22 @@ class AutoAttack(Attack):
             raise ValueError(f"version must be one of {', '.join(VERSIONS)}, got {version!r}")
         if (attacks is not None) != (version == "custom"):
             raise ValueError("attacks are chosen with version='custom', and only then")
+        unknown = [name for name in attacks or () if name not in LIBRARY_ATTACKS]
+        if unknown or attacks == []:
+            raise ValueError(f"attacks must be a non-empty list of {', '.join(LIBRARY_ATTACKS)}; got {attacks!r}")
         if n_iter is not None and (isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1):
             raise ValueError(f"n_iter must be None or an integer >= 1, got {n_iter!r}")
         self.version, self.attacks, self.n_iter = version, None if attacks is None else list(attacks), n_iter
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if len(images) == 0:  # nothing to attack (the library cannot split an empty batch)
+            return images.clone()
+        import pyautoattack  # here, not at the top, as torchattacks in square.py: `import attacks` stays light
+
         adversary = pyautoattack.AutoAttack(self.models[0], eps=self.eps, norm=self.norm, version=self.version,
                                             attacks=self.attacks, device=images.device, seed=self.seed)
         adversary.verbose = False
         if self.n_iter is not None:
             adversary.apgd.n_iter = adversary.apgd_targeted.n_iter = self.n_iter
-        with own_global_rng(images.device):  # the library seeds the global RNG
-            return adversary.run_standard_evaluation(images, labels, batch_size=len(images))[0]
+        # the library seeds the global RNG: Attack.__call__ restores the caller's afterwards
+        return adversary.run_standard_evaluation(images, labels, batch_size=len(images))[0]

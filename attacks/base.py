@@ -7,14 +7,20 @@ Contract (shared by every attack in this package):
   ``images`` and inside [0, 1];
 - the models' parameters, ``.grad`` fields and train/eval modes are left as found (models
   run in eval mode during the attack; gradients are taken with respect to the input only);
-- randomness comes from a ``torch.Generator`` seeded from ``seed`` at every call: the same
-  seed and inputs give the same images, and no global RNG state is read or changed;
-- ``targeted=True`` means ``labels`` are the target classes and the loss is minimised.
+- randomness comes from a ``torch.Generator`` seeded from ``seed`` at every call, and torch's
+  global RNG (which a randomised model, or a wrapped library, may draw from) is seeded from
+  ``seed`` for the call and restored afterwards: the same seed and inputs give the same images,
+  and the caller's RNG state is left as it was;
+- ``targeted=True`` means ``labels`` are the target classes and the loss is minimised;
+- ``labels`` are integer class indices (moved to the images' device); the images must have the
+  dtype of the models' weights (float32 images for float32 models), and each model returns a
+  logits tensor [N, classes].
 """
 from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -44,6 +50,9 @@ class Attack:
         positive_number(eps, "eps")
         if norm not in self.norms:
             raise ValueError(f"{type(self).__name__} supports norm {' or '.join(self.norms)}, got {norm!r}")
+        if norm == "Linf" and eps >= 1:
+            warnings.warn(f"Linf eps={eps} on images in [0, 1] lets every pixel take any value; "
+                          f"did you mean eps={eps}/255?", stacklevel=2)
         self.eps = float(eps)
         self.norm = norm
         self.targeted = bool(targeted)
@@ -56,14 +65,14 @@ class Attack:
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         _check_inputs(images, labels)
-        images, labels = images.detach(), labels.detach()
+        images, labels = images.detach(), labels.detach().to(images.device, torch.long)
         self.generator = torch.Generator(device=images.device).manual_seed(self.seed)
         # draws that steer Python (which model, which resize) come from the host: on a GPU, a draw there
         # would stall the device at every step until the number is read back
         self.host_generator = self.generator if images.device.type == "cpu" else \
             torch.Generator().manual_seed(self.seed)
         try:
-            with _eval_mode(self.models), torch.enable_grad():
+            with _eval_mode(self.models), _seeded_global_rng(images.device, self.seed), torch.enable_grad():
                 x_adv = self.forward(images, labels)
         finally:
             self.generator = self.host_generator = None
@@ -173,12 +182,6 @@ def input_gradient(loss_fn, x: torch.Tensor) -> torch.Tensor:
     return torch.autograd.grad(loss_fn(x), x)[0]
 
 
-def own_global_rng(device: torch.device):
-    """A context in which a library may seed torch's global RNG (AutoAttack, torchattacks' Square do) without
-    changing the caller's: the CPU state, and that of ``device`` if it is a GPU, are restored on exit."""
-    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
-
-
 def positive_number(value, name: str) -> float:
     """``value`` as a float; a ValueError naming ``name`` unless it is a finite number >= 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -207,8 +210,10 @@ def divided(t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 
 def _as_model_list(models) -> list[nn.Module]:
+    if isinstance(models, nn.ModuleDict):
+        raise TypeError("models is an nn.ModuleDict: pass list(models.values())")
     if isinstance(models, nn.Module):
-        models = [models]
+        models = list(models) if isinstance(models, nn.ModuleList) else [models]
     if isinstance(models, (str, bytes)) or not isinstance(models, Sequence):
         raise TypeError(f"models must be an nn.Module or a sequence of them, got {type(models).__name__}")
     models = list(models)
@@ -227,10 +232,27 @@ def _check_inputs(images, labels) -> None:
         raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
     if not isinstance(labels, torch.Tensor) or labels.dim() != 1:
         raise ValueError("labels must be a 1-D tensor of class indices")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
     if labels.shape[0] != images.shape[0]:
         raise ValueError(f"batch sizes differ: {images.shape[0]} images, {labels.shape[0]} labels")
-    if images.numel() and (images.min() < 0 or images.max() > 1):
-        raise ValueError(f"images must lie in [0, 1], got [{images.min().item():.4g}, {images.max().item():.4g}]")
+    if images.numel() and (images.isnan().any() or images.min() < 0 or images.max() > 1):
+        raise ValueError(f"images must lie in [0, 1] (and hold no NaN), got values in "
+                         f"[{images.min().item():.4g}, {images.max().item():.4g}]")
+
+
+@contextlib.contextmanager
+def _seeded_global_rng(device: torch.device, seed: int):
+    """Torch's global RNG seeded from ``seed`` inside (the CPU's, and ``device``'s if it is a GPU), the caller's
+    state restored on exit: a randomised model's draws, and those of a library that seeds or draws from the global
+    RNG (AutoAttack, torchattacks' Square), repeat from call to call without touching the caller's stream."""
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        torch.random.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
 
 
 @contextlib.contextmanager

@@ -27,8 +27,8 @@ class CWA(MomentumIterativeAttack):
 
     ``clip`` projects onto the eps-ball around the clean image and onto [0, 1].
 
-    Where the paper (Algorithm 1) and the official code (huanranchen/AdversarialAttacks,
-    ``MI_CommonWeakness``) differ, each difference is an option:
+    Where the paper (Algorithm 1) and the official code (huanranchen/AdversarialAttacks at
+    commit cc24144, ``MI_CommonWeakness``) differ, each difference is an option:
 
     - ``inner_step_size`` (beta): 250 as in the official code, the value behind the paper's
       published results; the paper's text says 50. On 32x32 images both saturate the
@@ -67,7 +67,8 @@ class CWA(MomentumIterativeAttack):
                  decay: float = 1.0, reverse_step_size: float | None = None, inner_step_size: float = 250.0,
                  reverse_fusion: str = "mean", outer_norm: str = "sample", norm: str = "Linf",
                  targeted: bool = False, random_start: bool = False, seed: int = 0):
-        alpha = eps / 5 if alpha is None and isinstance(eps, (int, float)) else alpha
+        eps = positive_number(eps, "eps")
+        alpha = eps / 5 if alpha is None else alpha
         super().__init__(models, eps=eps, alpha=alpha, steps=steps, decay=decay, norm=norm, targeted=targeted,
                          random_start=random_start, seed=seed)
         self.reverse_step_size = positive_number(self.eps / 15 if reverse_step_size is None else reverse_step_size,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import MomentumIterativeAttack
+from .base import MomentumIterativeAttack, positive_number
 from .fusion import check_fusion
 from .registry import register_attack
 
@@ -13,7 +13,7 @@ from .registry import register_attack
 class LGV(MomentumIterativeAttack):
     r"""I-FGSM in which each iteration sees only the next ``models_per_step`` surrogates.
 
-    The surrogates (typically the LGV collection of :func:`robustbench_ens.zoo.resolve_lgv`:
+    The surrogates (typically the LGV collection of :func:`robustbench_ens.zoo.collect_lgv`:
     weights sampled along a constant-learning-rate SGD trajectory) are visited in a shuffled
     cycle: a random permutation, consumed ``models_per_step`` at a time, redrawn when used up
     (as torchattacks.LGV's ``order="shuffle"``).
@@ -25,7 +25,7 @@ class LGV(MomentumIterativeAttack):
 
     Defaults are the LGV paper's: 50 iterations, alpha = eps / 10, no momentum, one member per
     iteration (each of 40 members is thus used about once; the paper attacks at Linf 4/255 on
-    ImageNet). With one surrogate and decay 0 this is exactly ``torchattacks.BIM``.
+    ImageNet). With one surrogate and decay 0 this is ``torchattacks.BIM`` (equal up to float rounding).
 
     Args:
         models: the collection (``nn.Module``s, images in [0, 1] -> logits).
@@ -41,6 +41,7 @@ class LGV(MomentumIterativeAttack):
     def __init__(self, models, *, eps: float = 8 / 255, alpha: float | None = None, steps: int = 50,
                  decay: float = 0.0, models_per_step: int = 1, fusion: str = "logits", norm: str = "Linf",
                  targeted: bool = False, random_start: bool = False, seed: int = 0):
+        eps = positive_number(eps, "eps")
         super().__init__(models, eps=eps, alpha=eps / 10 if alpha is None else alpha, steps=steps, decay=decay,
                          norm=norm, targeted=targeted, random_start=random_start, seed=seed)
         if (not isinstance(models_per_step, int) or isinstance(models_per_step, bool)

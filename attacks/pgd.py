@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .base import positive_number
 from .ens import Ens
 from .registry import register_attack
 
@@ -39,6 +40,7 @@ class PGD(Ens):
                  targeted: bool = False, random_start: bool = True, seed: int = 0):
         if not isinstance(eot_samples, int) or isinstance(eot_samples, bool) or eot_samples < 1:
             raise ValueError(f"eot_samples must be an integer >= 1, got {eot_samples!r}")
+        eps = positive_number(eps, "eps")
         if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1 and alpha is None:
             alpha = 2.5 * eps / steps
         super().__init__(models, eps=eps, alpha=alpha, steps=steps, decay=0.0, fusion=fusion, weights=weights,

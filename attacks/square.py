@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import torch
-import torchattacks
 
-from .base import Attack, own_global_rng, positive_number
+from .base import Attack, positive_number
 from .registry import register_attack
 
 
@@ -50,8 +49,10 @@ class Square(Attack):
         self.n_queries, self.p_init, self.n_restarts = n_queries, float(p_init), n_restarts
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        import torchattacks  # here, not at the top: it pulls in scipy, 2 s of `import attacks` for every user
+
         attack = torchattacks.Square(self.models[0], norm=self.norm, eps=self.eps, n_queries=self.n_queries,
                                      n_restarts=self.n_restarts, p_init=self.p_init, loss="margin",
                                      resc_schedule=True, seed=self.seed)
-        with own_global_rng(images.device), torch.no_grad():
+        with torch.no_grad():  # torchattacks seeds the global RNG: Attack.__call__ restores the caller's afterwards
             return attack(images, labels)

@@ -1,9 +1,12 @@
 import inspect
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 import torchattacks
+from torch import nn
 
 from attacks import CWA, LGV, PGD, SVRE, AdaEA, Ens, create_attack, list_attacks
 from attacks.registry import UnknownAttackError
@@ -136,11 +139,15 @@ def test_no_models():
         Ens("resnet20")
 
 
-@pytest.mark.parametrize("problem", ["range", "batch", "shape", "dtype"])
+@pytest.mark.parametrize("problem", ["range", "nan", "batch", "shape", "dtype", "float labels"])
 def test_bad_inputs(problem, tiny_models, batch):
     images, labels = batch
     if problem == "range":
         images = images * 2
+    if problem == "nan":
+        images[0, 0, 0, 0] = float("nan")
+    if problem == "float labels":
+        labels = labels.float()
     if problem == "batch":
         labels = labels[:-1]
     if problem == "shape":
@@ -151,7 +158,7 @@ def test_bad_inputs(problem, tiny_models, batch):
         Ens(tiny_models)(images, labels)
 
 
-BAD_COMMON_ARGUMENTS = [{"eps": -0.1}, {"steps": 0}, {"alpha": -1.0}, {"decay": float("nan")}]
+BAD_COMMON_ARGUMENTS = [{"eps": -0.1}, {"eps": "8/255"}, {"steps": 0}, {"alpha": -1.0}, {"decay": float("nan")}]
 
 
 @pytest.mark.parametrize("name,kwargs", [  # every bad value of every argument the attack takes (PGD has no decay)
@@ -180,6 +187,60 @@ def test_every_attack_targeted_lowers_the_target_loss(name, tiny_models, batch):
     ensemble = lambda x: torch.stack([m(x) for m in tiny_models]).mean(0)  # noqa: E731
     x_adv = ATTACKS[name](tiny_models, eps=16 / 255, steps=5, targeted=True)(images, targets)
     assert F.cross_entropy(ensemble(x_adv), targets) < F.cross_entropy(ensemble(images), targets)
+
+
+def test_a_module_list_is_a_list_of_surrogates(tiny_models, batch):
+    images, labels = batch
+    assert torch.equal(Ens(nn.ModuleList(tiny_models))(images, labels), Ens(tiny_models)(images, labels))
+    assert len(CWA(nn.ModuleList(tiny_models)).models) == 3
+    with pytest.raises(TypeError, match="ModuleDict"):
+        Ens(nn.ModuleDict({"a": tiny_models[0]}))
+
+
+def test_labels_of_any_integer_dtype(tiny_models, batch):
+    images, labels = batch
+    assert torch.equal(Ens(tiny_models)(images, labels.int()), Ens(tiny_models)(images, labels))
+
+
+def test_linf_eps_in_pixel_units_warns(tiny_models):
+    with pytest.warns(UserWarning, match="8/255"):
+        Ens(tiny_models, eps=8)
+
+
+class GlobalNoise(nn.Module):
+    """A randomised model drawing its input noise from torch's global RNG."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x + 0.1 * torch.rand_like(x))
+
+
+def test_a_model_drawing_from_the_global_rng_repeats_and_leaves_the_callers_state(tiny_models, batch):
+    images, labels = batch
+    model = GlobalNoise(tiny_models[0]).eval()
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    first = PGD(model, steps=3, eot_samples=2)(images, labels)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(PGD(model, steps=3, eot_samples=2)(images, labels), first)
+
+
+def test_adaea_needs_two_models_for_its_modules(tiny_models, batch):
+    with pytest.raises(ValueError, match="at least 2 models"):
+        AdaEA(tiny_models[:1])
+    images, labels = batch
+    plain = AdaEA(tiny_models[:1], agm=False, drf=False, decay=1.0, alpha=0.8 / 255)(images, labels)
+    assert torch.equal(plain, Ens(tiny_models[:1])(images, labels))
+
+
+def test_importing_attacks_leaves_the_heavy_libraries_unloaded():
+    """torchattacks (and scipy behind it) and pyautoattack load only when Square or AutoAttack runs."""
+    code = "import sys, attacks; print(sorted({'torchattacks', 'pyautoattack', 'scipy'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_registry(tiny_models):

@@ -69,6 +69,16 @@ def test_pgd_projects_around_the_clean_image_even_with_a_random_start():
         assert (size <= eps + 1e-5).all() and x_adv.min() >= 0 and x_adv.max() <= 1
 
 
+def test_autoattack_checks_its_attack_names_and_takes_an_empty_batch():
+    model = TinyNet().eval()
+    with pytest.raises(ValueError, match="apgd-ce"):
+        AutoAttack(model, version="custom", attacks=["apgd"])
+    with pytest.raises(ValueError, match="non-empty"):
+        AutoAttack(model, version="custom", attacks=[])
+    empty = torch.zeros(0, 3, 32, 32)
+    assert AutoAttack(model)(empty, torch.zeros(0, dtype=torch.long)).shape == empty.shape
+
+
 def test_autoattack_wrapper_runs_the_library_and_keeps_the_global_rng():
     model = TinyNet().eval()
     images, _ = _batch(8)
