@@ -69,3 +69,51 @@ def test_train_defense_parses_nested_assignments_and_refuses_bad_input(tmp_path,
             train.parse_assignments(bad, "--train")
     assert train.main(["dverge", "--from", str(tmp_path / "missing.safetensors")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+SELF_ENSEMBLE_SUITE = """
+extends = "smoke"
+name = "smoke-se"
+
+[models.se]
+method = "self_ensemble"
+from = []
+params = { depth = 8, head_blocks = [1, 2], k = 2, stack = { resolutions = [32, 8] } }
+train.backbone = { epochs = 1, n_train = 32, batch_size = 16 }
+train.heads = { epochs = 1, n_train = 32, batch_size = 16 }
+
+[[defenses]]
+name = "SE"
+kind = "self_ensemble"
+members = ["se"]
+"""
+
+
+def test_self_ensemble_accuracy_on_a_tiny_self_ensemble(tmp_path, slice_path, models_path):
+    script = _load("self_ensemble_accuracy")
+    suite = tmp_path / "se.toml"
+    suite.write_text(SELF_ENSEMBLE_SUITE)
+    out = tmp_path / "se"
+    assert script.main(["--suite", str(suite), "--data", str(slice_path), "--models", str(models_path),
+                        "--cache", str(tmp_path / "cache"), "--device", "cpu", "--draws", "2",
+                        "--n-examples", "8", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "accuracy.csv")
+    predictors = ["head on block 1", "head on block 2", "the backbone's classifier"]
+    assert list(table["predictor"].unique()) == predictors + [script.CROSSMAX, script.MEAN]
+    assert sorted(table["draw"].unique()) == [0, 1] and table["accuracy"].between(0, 1).all()
+    assert (table["accuracy"] * 8).round(6).mod(1).eq(0).all(), "a share of 8 points"
+    page = (out / "README.md").read_text()
+    assert "self-ensemble trained here from scratch" in page and "2 seeded draws" in page
+    assert "| CrossMax (the defense) |" in page
+
+    again = tmp_path / "again"
+    script.main(["--suite", str(suite), "--data", str(slice_path), "--models", str(models_path), "--cache",
+                 str(tmp_path / "cache"), "--device", "cpu", "--draws", "2", "--n-examples", "8", "--out", str(again)])
+    assert pd.read_csv(again / "accuracy.csv").equals(table), "seeded draws, cached model: the same figures"
+
+
+def test_self_ensemble_accuracy_needs_a_self_ensemble(tmp_path, slice_path, models_path):
+    script = _load("self_ensemble_accuracy")
+    with pytest.raises(SystemExit, match="no self-ensemble defense"):
+        script.main(["--suite", "smoke", "--data", str(slice_path), "--models", str(models_path),
+                     "--cache", str(tmp_path / "cache"), "--device", "cpu", "--out", str(tmp_path / "x")])
