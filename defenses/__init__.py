@@ -2,8 +2,9 @@
 from .adaptive import MeanLogitsView, adaptive_view
 from .dverge import DVERGE, DVERGERecipe, train_dverge
 from .ensemble import Ensemble
-from .registry import UnknownDefenseError, build_defense, list_defenses, register_defense
+from .registry import UnknownDefenseError, build_defense, get_defense, list_defenses, register_defense
 from .self_ensemble import SelfEnsemble, train_self_ensemble
 
 __all__ = ["MeanLogitsView", "adaptive_view", "DVERGE", "DVERGERecipe", "train_dverge", "Ensemble", "SelfEnsemble",
-           "train_self_ensemble", "UnknownDefenseError", "build_defense", "list_defenses", "register_defense"]
+           "train_self_ensemble", "UnknownDefenseError", "build_defense", "get_defense", "list_defenses",
+           "register_defense"]

@@ -202,7 +202,7 @@ def train_dverge(members: list[Normalized], data, recipe: DVERGERecipe = DVERGER
     start_epoch = _resume(checkpoint_dir, members, optimizers, recipe, seed, history, device)
     started = time.perf_counter()
     distill_kwargs = {"eps": recipe.eps, "step_size": recipe.step_size, "steps": recipe.steps}
-    bar = tqdm(total=(recipe.epochs - start_epoch) * steps_per_epoch, disable=not progress, desc="DVERGE",
+    bar = tqdm(total=(recipe.epochs - start_epoch) * steps_per_epoch, disable=None if progress else True, desc="DVERGE",
                unit="it", leave=False)
     for epoch in range(start_epoch, recipe.epochs):
         epoch_started = time.perf_counter()

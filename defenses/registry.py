@@ -26,9 +26,14 @@ def list_defenses() -> list[str]:
     return sorted(_DEFENSES)
 
 
-def build_defense(kind: str, members: list[nn.Module], **params) -> nn.Module:
+def get_defense(kind: str) -> Callable[..., nn.Module]:
+    """The builder registered as ``kind``; an UnknownDefenseError naming the closest kinds if there is none."""
     if kind not in _DEFENSES:
         close = difflib.get_close_matches(kind, list(_DEFENSES), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UnknownDefenseError(f"unknown defense kind {kind!r}{hint} (known: {', '.join(list_defenses())})")
-    return _DEFENSES[kind](members, **params)
+    return _DEFENSES[kind]
+
+
+def build_defense(kind: str, members: list[nn.Module], **params) -> nn.Module:
+    return get_defense(kind)(members, **params)

@@ -1,8 +1,9 @@
 """``python run_all.py --suite cifar10``: parse the command line, run the suite, publish.
 
-Exit codes: 0 all cells finished; 1 some cells failed (recorded, shown on the leaderboard;
-``--retry-failed`` runs them again);
-2 bad input (data, suite, names, device, checkpoint), reported in one line.
+Exit codes: 0 all of the grid's cells finished; 1 some of the grid's cells are recorded as failed
+(in this run or an earlier one; shown on the leaderboard; ``--retry-failed`` runs them again);
+2 bad input (data, suite, names, device, checkpoint), reported in one line; 130 interrupted
+(finished cells are kept: the same command resumes).
 """
 from __future__ import annotations
 
@@ -10,22 +11,25 @@ import argparse
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
-from . import environment
-from .executors import EXECUTORS
-from .executors.ray_cluster import RayOptions
+from .executors import EXECUTORS, RayOptions
 from .suite import apply_overrides, load_suite, shipped_suites
 
 EPILOG = """\
 examples:
   python run_all.py --suite cifar10 --data ../shared/data/cifar10_slice.npz --models ../shared/models
   python run_all.py --suite smoke --n-examples 32 --eps 4/255,8/255 --out /tmp/smoke
-  python run_all.py --suite cifar10 --attacks Ens --defenses DVERGE-s0-3xRN20,RN4B-AT2 --fresh
+  python run_all.py --suite cifar10 --attacks Ens --defenses DVERGE-s0-3xRN20,RN4B-AT2 --out /tmp/part
   python run_all.py --suite cifar10 --executor ray --ray-address auto --out /mnt/shared/runs/cifar10
 
 environment variables: RBE_DATA (data path), RBE_MODELS (pretrained models folder),
 RBE_CACHE (where trained models are cached; default ~/.cache/robustbench_ens/models).
+
+exit codes: 0 every cell of the grid finished; 1 some cells are recorded as failed (see the
+leaderboard; --retry-failed runs them again); 2 bad input, reported in one line; 130 interrupted
+(finished cells are kept: run the same command to resume).
 """
 
 
@@ -61,12 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="run folder: results store and adversarial sets (default: runs/<suite>)")
     parser.add_argument("--leaderboard-dir", metavar="DIR", default=None,
-                        help="where the leaderboard is written (default: leaderboards/<suite>)")
+                        help="where the leaderboard is written (default: leaderboards/<suite>; <out>/leaderboard "
+                             "when --attacks, --defenses, --eps or --n-examples select part of the suite, so that a "
+                             "partial run never replaces the suite's full leaderboard)")
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument("--resume", dest="fresh", action="store_false", default=False,
                         help="reuse finished cells and saved adversarial sets in --out (default)")
     resume.add_argument("--fresh", dest="fresh", action="store_true",
-                        help="discard --out's results and adversarial sets and start over")
+                        help="discard this grid's results and adversarial sets in --out and compute them again "
+                             "(other results there are kept); done only once every check has passed")
     parser.add_argument("--retry-failed", action="store_true",
                         help="run the grid's failed cells again (a failed cell is otherwise kept as finished); "
                              "every other finished cell is reused")
@@ -82,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="evaluate same-architecture surrogates together with torch.func.vmap (slower on an "
                             "H200 for CIFAR ResNets: 0.56-0.83x)")
     speed.add_argument("--compile", action="store_true", help="torch.compile the surrogates")
-    speed.add_argument("--threads", metavar="N", type=_non_negative(int), default=None,
+    speed.add_argument("--threads", metavar="N", type=_at_least(int, 1), default=None,
                        help="torch CPU threads (default: the CPUs this process may use, cgroup quota included)")
     cluster = parser.add_argument_group(
         "running on a Ray cluster", "crafting jobs and evaluation cells as Ray tasks; the results store and the "
@@ -93,38 +100,46 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the cluster to join: auto (the one `ray start --head` started on this machine), "
                               "HOST:6379 or ray://HOST:10001 (default: $RAY_ADDRESS, else a cluster started here "
                               "for this run); every node must see --out, --data, --models and --cache")
-    cluster.add_argument("--ray-max-retries", metavar="N", type=_non_negative(int), default=None,
+    cluster.add_argument("--ray-max-retries", metavar="N", type=_at_least(int, 0), default=None,
                          help=f"times Ray runs a task again after its worker died (default: {RayOptions.max_retries});"
                               " a cell whose task still fails is recorded as failed")
-    cluster.add_argument("--ray-gpus-per-task", metavar="G", type=_non_negative(float), default=None,
+    cluster.add_argument("--ray-gpus-per-task", metavar="G", type=_at_least(float, 0), default=None,
                          help="GPUs Ray reserves for each task, fractions allowed (default: 1 when the device is "
                               "cuda, else 0)")
-    cluster.add_argument("--ray-task-memory", metavar="GIB", type=_non_negative(float), default=None,
+    cluster.add_argument("--ray-task-memory", metavar="GIB", type=_at_least(float, 0), default=None,
                          help=f"memory in GiB Ray reserves for each task when scheduling it (default: "
                               f"{RayOptions.task_memory_gb:g}; 0: none)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .runner import DEFAULT_CACHE, Acceleration, RunConfig, run_suite
-
     sys.stdout.reconfigure(line_buffering=True)
     parser = build_parser()
     args = parser.parse_args(argv)
+    from . import environment  # after parsing, not at the top: --help and usage errors answer without loading torch
+    from .runner import DEFAULT_CACHE, Acceleration, RunConfig, run_suite
+
     ray_flags = {"address": args.ray_address, "max_retries": args.ray_max_retries,
                  "gpus_per_task": args.ray_gpus_per_task, "task_memory_gb": args.ray_task_memory}
     given = {key: value for key, value in ray_flags.items() if value is not None}
     if given and args.executor != "ray":
         parser.error("--ray-* options need --executor ray")
+    started, out_dir = time.perf_counter(), None
     try:
-        environment.configure_threads(args.threads or None)
+        environment.configure_threads(args.threads)
         environment.tune_cpu_allocator()
         suite = apply_overrides(load_suite(args.suite), attacks=args.attacks, defenses=args.defenses,
                                 eps=args.eps, n_examples=args.n_examples, device=args.device, seed=args.seed)
+        skipped = [a.name for a in suite.attacks if not a.eps_values(suite.eps)]
+        if skipped:
+            print(f"note: no eps of this run is one of {', '.join(skipped)}'s; skipped", file=sys.stderr)
+        out_dir = Path(args.out or Path("runs") / suite.name)
+        partial = any(value is not None for value in (args.attacks, args.defenses, args.eps, args.n_examples))
         config = RunConfig(
             suite=suite,
-            out_dir=Path(args.out or Path("runs") / suite.name),
-            leaderboard_dir=Path(args.leaderboard_dir or Path("leaderboards") / suite.name),
+            out_dir=out_dir,
+            leaderboard_dir=Path(args.leaderboard_dir or (out_dir / "leaderboard" if partial
+                                                          else Path("leaderboards") / suite.name)),
             data_path=args.data,
             models_dir=_optional_path(args.models or os.environ.get("RBE_MODELS")),
             cache_dir=Path(args.cache or os.environ.get("RBE_CACHE") or DEFAULT_CACHE),
@@ -137,9 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        kept = f"the finished cells are saved in {out_dir}; " if out_dir else ""
+        print(f"\ninterrupted: {kept}run the same command to resume", file=sys.stderr)
+        return 130
     retried = f" ({result.retried} of them failed before and were retried)" if result.retried else ""
-    print(f"{result.evaluated} cells evaluated{retried}, {result.skipped} already finished, "
-          f"{len(result.crafted)} adversarial sets crafted, {result.failed} failed")
+    minutes, seconds = divmod(round(time.perf_counter() - started), 60)
+    print(f"{_count(result.evaluated, 'cell')} evaluated{retried}, {result.skipped} already finished, "
+          f"{_count(len(result.crafted), 'adversarial set')} crafted, {result.failed} of the grid's "
+          f"{len(result.cells)} failed; {minutes} min {seconds} s; results in {config.out_dir}")
     if result.failed:
         print("failed cells are recorded with their errors on the leaderboard; once the cause is fixed, "
               "run the same command with --retry-failed to compute them again", file=sys.stderr)
@@ -152,11 +173,15 @@ def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _non_negative(kind):
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _at_least(kind, minimum):
     def parse(text: str):
         value = kind(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {text}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its message for a value it cannot parse

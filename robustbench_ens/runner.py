@@ -12,8 +12,8 @@ work.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,11 +22,11 @@ import torch
 from tqdm.auto import tqdm
 
 from attacks import create_attack, get_attack
+from defenses import get_defense
 
 from . import atomic, environment
 from .data import NUM_CLASSES
-from .executors import GridWork, create_executor
-from .executors.ray_cluster import RayOptions
+from .executors import GridWork, RayOptions, create_executor
 from .leaderboard import write_leaderboard
 from .leaderboard.format import fmt_eps
 from .metrics import accuracy, checked_logits
@@ -35,6 +35,7 @@ from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
 from .whitebox import attack_kind, attacked_model, eot_samples, whitebox_params
 from .workspace import (ADV_FOLDER, Acceleration, Cell, build_defenses, craft, expand_models,  # noqa: F401
                         now, open_workspace, resolve_models)  # (F401: the runner's API)
+from .zoo import CheckpointError
 from .zoo.derived import describe as describe_derived
 
 ATTACKED = {"white-box": "white-box: each defense itself",
@@ -67,7 +68,7 @@ class RunResult:
     crafted: list[tuple[str, float]] = field(default_factory=list)  # (attack, eps) crafted in this run
     evaluated: int = 0
     skipped: int = 0
-    failed: int = 0
+    failed: int = 0  # this grid's cells recorded as failed, in this run or an earlier one
     retried: int = 0  # failed cells forgotten by --retry-failed (and run again)
     leaderboard_files: list[Path] = field(default_factory=list)
 
@@ -78,10 +79,12 @@ def run_suite(config: RunConfig) -> RunResult:
     if config.leaderboard_dir is not None:
         atomic.check_writable(config.leaderboard_dir, "leaderboard folder (--leaderboard-dir)")
     executor = create_executor(config.executor, config.ray)  # a missing Ray stops the run before any work
+    _check_names(suite)  # before any model is loaded or trained
+    if config.models_dir is not None and not config.models_dir.is_dir():
+        raise CheckpointError(f"the pretrained models folder (--models or $RBE_MODELS) {config.models_dir} "
+                              "does not exist")
     device = environment.select_device(suite.device)
     workspace, data, provenance = open_workspace(config, device)
-    if config.fresh:
-        _discard_results(config.out_dir)
     store = ResultStore(config.out_dir / STORE_FILE)
     versions = environment.versions()
     models, defenses, images, labels = workspace.models, workspace.defenses, workspace.images, workspace.labels
@@ -89,19 +92,25 @@ def run_suite(config: RunConfig) -> RunResult:
     _check_attacks(suite, models, defenses)
     identity = {name: _model_identity(name, provenance[name]) for name in models}
     cells = _grid(suite, data.sha256, identity, bf16=config.acceleration.bf16)
+    if config.fresh:  # only once every check has passed, and only this grid's cells and sets
+        _discard_grid(store, cells, config.out_dir)
     retried = store.discard_failed(c.cell_id for c in cells) if config.retry_failed else 0
     finished = store.finished_ids()
     result = RunResult(cells=None, skipped=sum(c.cell_id in finished for c in cells), retried=retried)
+    if result.skipped:
+        print(f"resuming: {result.skipped} of the grid's {len(cells)} cells are already in {config.out_dir} "
+              "(--fresh computes them again)")
 
     groups = [pending for group in _by_adv_set(cells) if (pending := [c for c in group if c.cell_id not in finished])]
     bar = tqdm(total=len(cells), initial=result.skipped, desc=f"{suite.name} grid", unit="cell",
-               disable=not config.progress)
+               disable=None if config.progress else True)  # None: hidden where the output is not a terminal
     recorder = _Recorder(store, suite, len(images), versions, result, bar)
     executor.run(GridWork(groups, workspace, store, config, {name: i["sha256"] for name, i in identity.items()}),
                  recorder)
     bar.close()
 
     result.cells = store.cells([c.cell_id for c in cells])
+    result.failed = len(store.failed_ids([c.cell_id for c in cells]))
     if config.leaderboard_dir is not None:
         randomised = {name: workspace.randomised(name) for name in defenses}
         setting = _setting(suite, data, images, labels, models, provenance, result.cells, device, versions, config,
@@ -126,15 +135,26 @@ class _Recorder:
         self.store.put_cell({**asdict(cell), **record, "suite": self.suite.name, "seed": self.suite.seed,
                              "n": self.n, "craft_time_s": craft_time, "versions": self.versions, "finished_at": now()})
         self.result.evaluated += 1
-        self.result.failed += record["status"] != "ok"
         self.bar.update(1)
         self.bar.write(_cell_line(cell, record))
 
 
-def _discard_results(out_dir: Path) -> None:
-    """``--fresh``: removes the store and the adversarial sets, nothing else in ``out_dir``."""
-    (out_dir / STORE_FILE).unlink(missing_ok=True)
-    shutil.rmtree(out_dir / ADV_FOLDER, ignore_errors=True)
+def _discard_grid(store: ResultStore, cells: list[Cell], out_dir: Path) -> None:
+    """``--fresh``: forgets this grid's cells and adversarial sets (their files too); other grids' stay."""
+    adv_keys = list(dict.fromkeys(c.adv_key for c in cells))
+    discarded, paths = store.discard([c.cell_id for c in cells], adv_keys)
+    files = {Path(p) for p in paths} | {out_dir / ADV_FOLDER / f"{key}.safetensors" for key in adv_keys}
+    removed = sum(_remove(path) for path in files)
+    print(f"--fresh: discarded {discarded} cells and {removed} adversarial sets of this grid from {out_dir} "
+          "(other results there are kept)")
+
+
+def _remove(path: Path) -> bool:
+    try:
+        path.unlink()
+        return True
+    except FileNotFoundError:
+        return False
 
 
 @torch.no_grad()
@@ -147,11 +167,32 @@ def _check_outputs(suite: Suite, models: dict, defenses: dict, images: torch.Ten
         checked_logits(model(images), len(images), NUM_CLASSES, what)
 
 
-def _check_attacks(suite: Suite, models: dict, defenses: dict) -> None:
-    """Builds every attack once so that a bad name or parameter stops the run before any work."""
+def _check_names(suite: Suite) -> None:
+    """Every attack and defense kind exists and takes the parameters the suite gives it, judged from the suite
+    alone: a typo stops the run before any model is loaded or trained (values are checked once they are)."""
     for entry in suite.attacks:
         if "eps" in entry.params or "norm" in entry.params:
             raise SuiteError(f"attack {entry.name!r}: set eps and norm under [threat], not in params")
+        params = whitebox_params(entry, randomised=True) if entry.whitebox else entry.params
+        _check_parameter_names(get_attack(entry.attack), params, f"attack {entry.name!r} ({entry.attack})")
+    for defense in suite.defenses:
+        _check_parameter_names(get_defense(defense.kind), defense.params, f"defense {defense.name!r} ({defense.kind})")
+
+
+def _check_parameter_names(target, params: dict, what: str) -> None:
+    accepted = {name: p for name, p in inspect.signature(target).parameters.items()
+                if name not in ("models", "members")}
+    if any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        return
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise SuiteError(f"{what}: unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                         f"(it takes: {', '.join(accepted)})")
+
+
+def _check_attacks(suite: Suite, models: dict, defenses: dict) -> None:
+    """Builds every attack once so that a bad parameter value stops the run before any work."""
+    for entry in suite.attacks:
         targets = [attacked_model(entry, next(iter(defenses.values())))] if entry.whitebox else \
             expand_models(models, entry.surrogates)
         try:  # an unknown name raises UnknownAttackError (with the closest names) from create_attack

@@ -54,6 +54,23 @@ class ResultStore:
             return sum(db.execute("DELETE FROM cells WHERE status != 'ok' AND cell_id = ?", (cell_id,)).rowcount
                        for cell_id in ids)
 
+    def discard(self, cell_ids, adv_keys) -> tuple[int, list[str]]:
+        """Forgets ``cell_ids`` and the adversarial sets ``adv_keys`` (``--fresh``): how many cells there were, and
+        the files of the forgotten sets (for the caller to delete)."""
+        with closing(self._connect()) as db, db:
+            cells = sum(db.execute("DELETE FROM cells WHERE cell_id = ?", (cell_id,)).rowcount for cell_id in cell_ids)
+            paths = [row[0] for key in adv_keys
+                     for row in db.execute("SELECT path FROM adv_sets WHERE adv_key = ?", (key,)).fetchall()]
+            for key in adv_keys:
+                db.execute("DELETE FROM adv_sets WHERE adv_key = ?", (key,))
+        return cells, paths
+
+    def failed_ids(self, cell_ids) -> list[str]:
+        """The ids among ``cell_ids`` recorded as failed."""
+        with closing(self._connect()) as db:
+            failed = {row[0] for row in db.execute("SELECT cell_id FROM cells WHERE status != 'ok'")}
+        return [cell_id for cell_id in cell_ids if cell_id in failed]
+
     def put_cell(self, cell: dict) -> None:
         """Records a finished cell; a cell already recorded is never overwritten."""
         row = {key: cell.get(key) for key in CELL_COLUMNS}

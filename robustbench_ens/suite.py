@@ -49,6 +49,7 @@ other suite by its path. Schema (every table is checked; unknown keys are errors
 """
 from __future__ import annotations
 
+import difflib
 import math
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -205,6 +206,14 @@ def parse_eps(value, norm: str = "Linf") -> float:
     return eps
 
 
+def parse_budgets(values, norm: str, where: str) -> tuple[float, ...]:
+    """``values`` parsed by :func:`parse_eps`, each once, in order; an error names ``where`` they came from."""
+    try:
+        return tuple(dict.fromkeys(parse_eps(e, norm) for e in values))
+    except SuiteError as error:
+        raise SuiteError(f"{where}: {error}") from None
+
+
 def apply_overrides(suite: Suite, *, attacks=None, defenses=None, eps=None, n_examples=None,
                     device=None, seed=None) -> Suite:
     """The CLI's overrides: subsets of attacks/defenses by name, and replaced scalars."""
@@ -214,7 +223,7 @@ def apply_overrides(suite: Suite, *, attacks=None, defenses=None, eps=None, n_ex
     if defenses is not None:
         changes["defenses"] = _select(suite.defenses, defenses, "defense")
     if eps is not None:
-        values = tuple(parse_eps(e, suite.norm) for e in eps)
+        values = parse_budgets(eps, suite.norm, "--eps")
         if not values:
             raise SuiteError("--eps needs at least one value")
         changes["eps"] = values
@@ -233,7 +242,9 @@ def _select(entries, names, what):
     by_name = {entry.name: entry for entry in entries}
     unknown = [name for name in names if name not in by_name]
     if unknown:
-        raise SuiteError(f"unknown {what} {', '.join(map(repr, unknown))} in this suite "
+        close = [match for name in unknown for match in difflib.get_close_matches(name, list(by_name), n=2)]
+        hint = f"; did you mean {', '.join(dict.fromkeys(close))}?" if close else ""
+        raise SuiteError(f"unknown {what} {', '.join(map(repr, unknown))} in this suite{hint} "
                          f"(it has: {', '.join(by_name)})")
     return tuple(by_name[name] for name in names)
 
@@ -255,7 +266,7 @@ def parse_suite(raw: dict, source: str) -> Suite:
         n_examples=_positive_int(data.get("n_examples", 1000), "data.n_examples"),
         batch_size=_positive_int(data.get("batch_size", 250), "data.batch_size"),
         norm=norm, eps=eps,
-        headline_eps=parse_eps(threat.get("headline_eps", max(eps) if eps else 0), norm),
+        headline_eps=_headline(threat, eps, norm),
         seed=_int(run.get("seed", 0), "run.seed"), device=run.text("device", "auto"),
         train=top.table("train"), models=models, attacks=attacks, defenses=defenses)
     for table in (top, data, threat, run):
@@ -306,7 +317,7 @@ class _Table:
             return None
         if not isinstance(value, list):
             raise SuiteError(f"{self.where}: {key} must be a list such as [\"8/255\"], got {value!r}")
-        return tuple(parse_eps(e, norm) for e in value)
+        return parse_budgets(value, norm, f"{self.where}: {key}")
 
     def table(self, key) -> dict:
         """A table value ({} if absent)."""
@@ -378,6 +389,17 @@ def _defense_entry(index: int, spec, source: str) -> DefenseEntry:
                          params=table.table("params"))
     table.reject_unknown()
     return entry
+
+
+def _headline(threat: _Table, eps: tuple[float, ...], norm: str) -> float:
+    """threat.headline_eps (one of threat.eps), or the largest eps."""
+    value = threat.get("headline_eps")
+    if value is None:
+        return max(eps) if eps else 0.0
+    headline = parse_budgets([value], norm, f"{threat.where}: headline_eps")[0]
+    if eps and headline not in eps:
+        raise SuiteError(f"{threat.where}: headline_eps {value!r} must be one of eps")
+    return headline
 
 
 def _checked(suite: Suite) -> Suite:

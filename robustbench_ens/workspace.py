@@ -217,7 +217,7 @@ def craft(attack, images: torch.Tensor, labels: torch.Tensor, batch_size: int, d
     """``attack`` run batch by batch on ``device``; the adversarial images, on the CPU (a ValueError if not finite)."""
     x_adv = torch.cat([attack(images[i:i + batch_size].to(device), labels[i:i + batch_size].to(device)).cpu()
                        for i in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False,
-                                     disable=not progress)]).contiguous()
+                                     disable=None if progress else True)]).contiguous()
     if not torch.isfinite(x_adv).all():
         raise ValueError(f"{type(attack).__name__} produced NaN or infinite pixels")
     return x_adv

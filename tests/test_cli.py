@@ -91,3 +91,56 @@ def test_bad_attack_in_a_suite_file(old, new, expected, tmp_path, monkeypatch, c
     monkeypatch.chdir(tmp_path)
     assert main(["--suite", str(path), "--data", str(slice_path), "--models", str(models_path)]) == 2
     assert expected in capsys.readouterr().err
+
+
+def test_a_suite_typo_stops_the_run_before_any_model_is_loaded(tmp_path, monkeypatch, capsys, slice_path):
+    """Attack names, parameter names and defense kinds are judged from the suite alone: no model is needed."""
+    from robustbench_ens import workspace
+
+    monkeypatch.setattr(workspace, "resolve_models", lambda *a, **k: pytest.fail("models were loaded"))
+    path = tmp_path / "s.toml"
+    for old, new, expected in (("steps = 5, decay", "stepz = 5, decay", "unknown parameter stepz"),
+                               ('kind = "ensemble"', 'kind = "ensembel"', "did you mean ensemble")):
+        assert old in SMOKE.read_text()
+        path.write_text(SMOKE.read_text().replace(old, new, 1))
+        assert main(["--suite", str(path), "--data", str(slice_path), "--models", str(tmp_path)]) == 2
+        assert expected in capsys.readouterr().err
+
+
+def test_a_missing_models_folder_is_named(tmp_path, monkeypatch, capsys, slice_path):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--suite", "smoke", "--data", str(slice_path), "--models", str(tmp_path / "nope")]) == 2
+    assert "nope does not exist" in capsys.readouterr().err
+
+
+def test_help_loads_no_torch():
+    """--help (and a usage error) answer at once: the CLI module imports neither torch nor the runner."""
+    code = "import sys, robustbench_ens.cli; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert done.stdout.strip() == "False"
+
+
+def test_an_interrupted_run_says_how_to_resume(tmp_path, monkeypatch, capsys, slice_path, models_path):
+    import robustbench_ens.runner
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(robustbench_ens.runner, "run_suite", interrupted)
+    monkeypatch.chdir(tmp_path)
+    assert main(["--suite", "smoke", "--data", str(slice_path), "--out", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and str(tmp_path / "run") in err and "run the same command to resume" in err
+    assert "Traceback" not in err
+
+
+def test_a_partial_run_leaves_the_suites_leaderboard_alone(tmp_path, monkeypatch, capsys, slice_path, models_path):
+    monkeypatch.chdir(tmp_path)
+    args = ["--suite", "smoke", "--data", str(slice_path), "--models", str(models_path), "--no-progress",
+            "--cache", str(tmp_path / "cache"), "--attacks", "Ens", "--eps", "8/255,8/255", "--n-examples", "4"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "runs" / "smoke" / "leaderboard" / "README.md").is_file()
+    assert not (tmp_path / "leaderboards").exists()
+    assert "4 cells evaluated" in out, "the clean row and Ens at 8/255 (given twice, run once) on 2 defenses"
+    assert "1 adversarial set crafted" in out and "0 of the grid's 4 failed" in out

@@ -146,6 +146,8 @@ def test_a_model_the_zoo_cannot_reproduce_is_never_replaced(tmp_path, slice_path
 
 
 def test_fresh_redoes_the_grid_and_keeps_other_files(tmp_path, slice_path, models_path):
+    other = _config(tmp_path, slice_path, models_path, attacks=["Ens-probs"], eps=["4/255"], n_examples=4)
+    run_suite(other)
     config = _config(tmp_path, slice_path, models_path, attacks=["Ens"], eps=["8/255"], n_examples=4)
     run_suite(config)
     (tmp_path / "run" / "notes.txt").write_text("mine")
@@ -153,6 +155,38 @@ def test_fresh_redoes_the_grid_and_keeps_other_files(tmp_path, slice_path, model
     result = run_suite(config)
     assert result.skipped == 0 and result.evaluated == 4 and result.crafted == [("Ens", 8 / 255)]
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+    kept = run_suite(other)
+    assert kept.skipped == 4 and kept.evaluated == 0 and not kept.crafted, "another grid's cells and set stay"
+
+
+def test_fresh_discards_nothing_when_a_check_fails(tmp_path, slice_path, models_path):
+    import dataclasses
+
+    from robustbench_ens.suite import SuiteError
+
+    config = _config(tmp_path, slice_path, models_path, attacks=["Ens"], eps=["8/255"], n_examples=4)
+    run_suite(config)
+    entry = config.suite.attacks[0]
+    broken = dataclasses.replace(entry, params={**entry.params, "decy": 1.0})
+    config.suite, config.fresh = dataclasses.replace(config.suite, attacks=(broken,)), True
+    with pytest.raises(SuiteError, match="decy"):
+        run_suite(config)
+    config.suite, config.fresh = dataclasses.replace(config.suite, attacks=(entry,)), False
+    assert run_suite(config).skipped == 4
+
+
+def test_failed_cells_of_an_earlier_run_still_count(tmp_path, slice_path, models_path):
+    import sqlite3
+
+    config = _config(tmp_path, slice_path, models_path, attacks=["Ens"], eps=["8/255"], n_examples=4)
+    assert run_suite(config).failed == 0
+    with sqlite3.connect(tmp_path / "run" / "results.sqlite") as db:
+        db.execute("UPDATE cells SET status = 'failed' WHERE attack = 'Ens' AND rowid = "
+                   "(SELECT MIN(rowid) FROM cells WHERE attack = 'Ens')")
+    again = run_suite(config)
+    assert again.evaluated == 0 and again.failed == 1, "nothing ran, but the grid still holds a failed cell"
+    config.retry_failed = True
+    assert run_suite(config).failed == 0
 
 
 TWO_MODEL_SUITE = """
@@ -361,7 +395,7 @@ def test_retry_failed_runs_only_the_failed_cells_again(tmp_path, slice_path, mod
 
     monkeypatch.setattr(attacks.ens.Ens, "forward", original)  # the cause is fixed
     kept = run_suite(_config(tmp_path, slice_path, models_path))
-    assert kept.evaluated == 0 and kept.failed == 0, "without --retry-failed a failed cell stays recorded"
+    assert kept.evaluated == 0 and kept.failed == 4, "without --retry-failed a failed cell stays recorded (and counts)"
     calls = _count_crafting(monkeypatch)
     config = _config(tmp_path, slice_path, models_path)
     config.retry_failed = True

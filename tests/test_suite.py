@@ -41,10 +41,12 @@ def test_overrides():
     assert [d.name for d in suite.defenses] == ["resnet2b-at"]
     assert suite.eps == (2 / 255,) and suite.headline_eps == 2 / 255
     assert (suite.n_examples, suite.device, suite.seed) == (8, "cpu", 3)
+    assert apply_overrides(load_suite("smoke"), eps=["8/255", "4/255", "8/255"]).eps == (8 / 255, 4 / 255), "once each"
 
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"attacks": ["Nope"]}, "unknown attack 'Nope'.*Ens"),
+    ({"attacks": ["Ens-prob"]}, "did you mean Ens-probs"),
     ({"defenses": ["x"]}, "unknown defense"),
     ({"n_examples": 0}, ">= 1"),
     ({"eps": []}, "at least one"),
@@ -100,6 +102,8 @@ def test_minimal_suite_file(tmp_path):
     ("[[attacks]]\nname = \"W\"\nattack = \"pgd\"\ndefenses = []\n", "defenses must be a non-empty list"),
     ("[[attacks]]\nname = \"W\"\nattack = \"pgd\"\ndefenses = \"d\"\n", "'defenses' must be a list"),
     ("[threat]\nnorm = \"Linf\"\neps = [4.0]\n", "above 1"),
+    ("[threat]\neps = [\"4/255\", \"8/255\"]\nheadline_eps = \"16/255\"\n", "headline_eps '16/255' must be one of eps"),
+    ("[threat]\neps = [\"4/25x\"]\n", "threat\\]: eps: eps '4/25x' is not a number"),
 ])
 def test_bad_suite_files(tmp_path, extra, match):
     with pytest.raises(SuiteError, match=match):

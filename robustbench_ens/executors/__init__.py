@@ -7,11 +7,23 @@ saved set and finished cell to the runner's recorder, the only writer of the res
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..store import ResultStore
-from ..workspace import Workspace
+if TYPE_CHECKING:  # not imported at run time: the CLI reads this module for its --help, which stays light
+    from ..store import ResultStore
+    from ..workspace import Workspace
 
 EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How the ``ray`` executor uses its cluster."""
+
+    address: str | None = None  # an existing cluster ("auto", "ray://host:10001", "host:6379"); None: start one here
+    max_retries: int = 3  # times Ray runs a task again after its worker died
+    gpus_per_task: float | None = None  # None: 1 when the suite's device is cuda, else 0
+    task_memory_gb: float = 2.0  # memory Ray reserves for each task (its scheduling only: Ray does not cap it)
 
 
 @dataclass
@@ -32,7 +44,7 @@ def create_executor(name: str, ray_options=None):
 
         return LocalExecutor()
     if name == "ray":
-        from .ray_cluster import RayExecutor, RayOptions
+        from .ray_cluster import RayExecutor
 
         return RayExecutor(ray_options or RayOptions())
     raise ValueError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")

@@ -38,20 +38,13 @@ from ..leaderboard.format import fmt_eps
 from ..metrics import perturbation_norms
 from ..suite import CLEAN
 from ..workspace import Cell, Workspace, describe_error, failed, open_workspace
+from . import RayOptions
 
 INSTALL_HINT = 'pip install -e ".[ray]"'
 
 
 class ExecutorUnavailableError(RuntimeError):
     """An executor was asked for whose engine is not installed; the message says how to install it."""
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    address: str | None = None  # an existing cluster ("auto", "ray://host:10001", "host:6379"); None: start one here
-    max_retries: int = 3  # times Ray runs a task again after its worker died
-    gpus_per_task: float | None = None  # None: 1 when the suite's device is cuda, else 0
-    task_memory_gb: float = 2.0  # memory Ray reserves for each task (its scheduling only: Ray does not cap it)
 
 
 @dataclass(frozen=True)

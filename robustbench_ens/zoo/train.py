@@ -142,8 +142,8 @@ def train_model(model: nn.Module, data, recipe: TrainRecipe, seed: int = 0, devi
     rng_devices = [device] if device.type == "cuda" else []
 
     start = time.perf_counter()
-    bar = tqdm(total=total_steps, disable=not progress, desc=f"train {getattr(model, 'arch', '')}".strip(),
-               unit="it", leave=False)
+    bar = tqdm(total=total_steps, desc=f"train {getattr(model, 'arch', '')}".strip(), unit="it", leave=False,
+               disable=None if progress else True)  # None: hidden where the output is not a terminal
     loss_sum = correct = seen = 0
     with torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(seed)  # only for randomness inside the model (e.g. dropout)
