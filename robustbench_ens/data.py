@@ -93,6 +93,9 @@ def load_cifar10(path: str | os.PathLike | None = None, download: bool = True) -
     path = Path(path).expanduser()
     if path.suffix == ".npz":
         return _load_npz(path)
+    if path.is_file():
+        raise DataError(f"{path} is a file, not an .npz nor a folder (pass --data a CIFAR-10 .npz, or a folder "
+                        "holding cifar-10-batches-py/ or where to download it)")
     return _load_folder(path, download=download)
 
 

@@ -94,3 +94,10 @@ def test_no_data_no_network_is_a_clear_error(tmp_path, monkeypatch):
 def test_n_examples_beyond_test_set(slice_path):
     with pytest.raises(DataError, match="1..846"):
         load_cifar10(slice_path).test(10_000)
+
+
+def test_a_plain_file_is_not_taken_for_a_folder(tmp_path):
+    path = tmp_path / "cifar.tar"
+    path.write_bytes(b"not a dataset")
+    with pytest.raises(DataError, match="is a file, not an .npz nor a folder"):
+        load_cifar10(path)
