@@ -482,3 +482,21 @@ def test_the_eps_plot_does_not_join_transfer_only_worst_cases_to_white_box_ones(
     transfer = {"suite": "toy", "attacks": [{"name": "Ens", "kind": "transfer"}]}
     assert not build(_grid_cells({("Ens", E4, "d"): 0.6}), transfer).transfer_only(E4, "d")
     assert robust_vs_eps_png(lb, setting).startswith(b"\x89PNG")
+
+
+def test_the_eps_plot_shows_a_worst_case_above_a_smaller_eps_as_an_upper_bound(monkeypatch):
+    """More eps cannot mean more robustness: such a point (fewer attacks ran there) is hollow and not joined."""
+    from matplotlib.axes import Axes
+
+    from robustbench_ens.leaderboard.plots import robust_vs_eps_png
+
+    lines, hollow = [], []
+    errorbar, plot = Axes.errorbar, Axes.plot
+    monkeypatch.setattr(Axes, "errorbar", lambda ax, x, y, **kw: lines.append(list(y)) or errorbar(ax, x, y, **kw))
+    monkeypatch.setattr(Axes, "plot", lambda ax, x, y, *a, **kw: hollow.append(list(y)) or plot(ax, x, y, *a, **kw))
+    robust = {("PGD", E4, "d"): 0.1, ("PGD", E8, "d"): 0.3}
+    setting = {"suite": "toy", "attacks": [{"name": "PGD", "kind": "white-box"}]}
+    robust_vs_eps_png(build(_grid_cells(robust), setting), setting)
+    (joined,) = lines
+    assert joined[1] == pytest.approx(10.0) and np.isnan(joined[2]), "8/255 (30 %) is above 4/255's 10 %"
+    assert hollow == [[pytest.approx(30.0)]]
