@@ -500,3 +500,15 @@ def test_the_eps_plot_shows_a_worst_case_above_a_smaller_eps_as_an_upper_bound(m
     (joined,) = lines
     assert joined[1] == pytest.approx(10.0) and np.isnan(joined[2]), "8/255 (30 %) is above 4/255's 10 %"
     assert hollow == [[pytest.approx(30.0)]]
+
+
+def test_the_ranking_marks_a_worst_case_above_a_smaller_eps(tmp_path):
+    robust = {("PGD", E4, "d"): 0.1, ("PGD", E8, "d"): 0.3, ("PGD", E4, "e"): 0.2, ("PGD", E8, "e"): 0.1}
+    setting = {"suite": "toy", "attacks": [{"name": "PGD", "kind": "white-box"}],
+               "threat": {"headline_eps": E8}}
+    lb = build(_grid_cells(robust), setting)
+    assert lb.above_smaller_eps(E8, "d") and not lb.above_smaller_eps(E4, "d") and not lb.above_smaller_eps(E8, "e")
+    write_leaderboard(_grid_cells(robust), setting, tmp_path)
+    ranking = _section((tmp_path / "README.md").read_text(encoding="utf-8"), "## Defense ranking")
+    assert "| 30.0 † |" in ranking and "'†' marks a worst case above" in ranking
+    assert "| 10.0 |" in ranking

@@ -162,6 +162,14 @@ def _transfer_only_note(lb: Leaderboard) -> str:
             "an upper bound." if bare else "")
 
 
+def _above_smaller_eps_note(lb: Leaderboard) -> str:
+    """Explains the '†' mark, if some worst case carries it."""
+    marked = any(lb.above_smaller_eps(e, d) for d in lb.defenses for e in lb.eps_list)
+    return (" '†' marks a worst case above the defense's worst case at a smaller eps: an example inside the smaller "
+            "ball lies inside this one too, so fewer or weaker attacks ran here, and the smaller eps's worst case "
+            "bounds this one as well." if marked else "")
+
+
 def build_page(lb: Leaderboard, setting: dict) -> list[Block]:
     h = fmt_eps(lb.headline_eps)
     blocks: list[Block] = [Heading(title(lb), 1), Para(summary(lb, setting)), Para(caveat(lb, setting))]
@@ -171,7 +179,8 @@ def build_page(lb: Leaderboard, setting: dict) -> list[Block]:
         "(as RobustBench ranks), ties broken by clean accuracy. 'Strongest attack' is the attack "
         "attaining that worst case; the other eps columns give the worst case there. '≤' marks a "
         "defense on which some attack failed or was not run: the true worst case may be lower, "
-        "so it is ranked after the complete ones." + _transfer_only_note(lb)), Table(views.defense_table(lb))]
+        "so it is ranked after the complete ones." + _transfer_only_note(lb) + _above_smaller_eps_note(lb)),
+        Table(views.defense_table(lb))]
 
     blocks += [Heading("Attack ranking"), Para(
         f"Attacks ranked by their success rate (the fraction of initially correct points that the "

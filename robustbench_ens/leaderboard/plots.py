@@ -155,7 +155,7 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
             complete.append(w["complete"] and not lb.transfer_only(e, d))
         # a worst case above that of a smaller eps is not more robustness (an example in the smaller ball is in this
         # one too) but fewer or weaker attacks at this eps: shown hollow and not joined, like an incomplete one
-        weaker = [False] + [y > min(ys[1:i], default=math.inf) for i, y in enumerate(ys[1:], start=1)]
+        weaker = [False] + [lb.above_smaller_eps(e, d) for e in lb.eps_list]
         complete = [ok and not w for ok, w in zip(complete, weaker)]
         # dodge the lines a little so that overlapping error bars stay apart
         x = np.array([to_x(v) for v in xs]) + dodge * (k - (len(lb.defense_ranking) - 1) / 2)

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .checks import masking_warnings
-from .format import canonical_eps, fmt_eps
+from .format import canonical_eps, fmt_eps, is_missing
 
 CLEAN = "clean"
 METRICS = ("clean_acc", "robust_acc", "success_rate", "linf_mean", "linf_max",
@@ -177,6 +177,15 @@ class Leaderboard:
             return False
         return not any(self.kind(a) != "transfer" and self.robust.get((eps, a, defense), MISSING).has_value
                        for a in self.attacks_at.get(eps, []))
+
+    def above_smaller_eps(self, eps: float, defense: str) -> bool:
+        """Whether ``defense``'s worst case at ``eps`` is above its worst case at a smaller eps. An example inside the
+        smaller ball lies inside this one too, so that is not more robustness but fewer or weaker attacks at ``eps``:
+        the smaller eps's worst case bounds this one as well."""
+        by_eps = next(r["by_eps"] for r in self.defense_ranking if r["defense"] == defense)
+        value = by_eps[fmt_eps(eps)]["robust_acc"]
+        smaller = [by_eps[fmt_eps(e)]["robust_acc"] for e in self.eps_list if e < eps]
+        return not is_missing(value) and any(not is_missing(v) and value > v for v in smaller)
 
     @property
     def failed(self) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from .format import (DASH, FAILED, fmt_eps, fmt_frac_or_pct, fmt_params, fmt_pct
 from .tables import CLEAN, MISSING, Leaderboard, Stat
 
 UPPER = "≤ "  # marks a worst case over an incomplete set of attacks (an upper bound)
+ABOVE_SMALLER_EPS = " †"  # marks a worst case above that at a smaller eps (fewer or weaker attacks ran there)
 INCOMPLETE = " *"
 
 
@@ -77,10 +78,10 @@ def _rank_cell(r: dict) -> Cell:
     return Cell(DASH) if r["rank"] is None else Cell(str(r["rank"]), float(r["rank"]))
 
 
-def _worst_cell(w: dict) -> Cell:
+def _worst_cell(w: dict, above_smaller_eps: bool = False) -> Cell:
     if is_missing(w["robust_acc"]):
         return Cell(FAILED, flag="failed") if w["failed_attacks"] else Cell(DASH)
-    text = fmt_pct(w["robust_acc"], w["robust_acc_std"])
+    text = fmt_pct(w["robust_acc"], w["robust_acc_std"]) + (ABOVE_SMALLER_EPS if above_smaller_eps else "")
     if not w["complete"]:
         return Cell(UPPER + text, _pct(w["robust_acc"]), "incomplete")
     return Cell(text, _pct(w["robust_acc"]))
@@ -108,8 +109,9 @@ def defense_table(lb: Leaderboard) -> DisplayTable:
                                    "complete": False, "failed_attacks": [], "partial_attacks": [],
                                    "missing_attacks": []})
         row = [_rank_cell(r), Cell(r["defense"]), stat_cell(lb.clean_acc.get(r["defense"], MISSING)),
-               _worst_cell(head), Cell(r["strongest_attack"] or DASH)]
-        row += [_worst_cell(r["by_eps"][fmt_eps(e)]) for e in lb.other_eps]
+               _worst_cell(head, h in r["by_eps"] and lb.above_smaller_eps(lb.headline_eps, r["defense"])),
+               Cell(r["strongest_attack"] or DASH)]
+        row += [_worst_cell(r["by_eps"][fmt_eps(e)], lb.above_smaller_eps(e, r["defense"])) for e in lb.other_eps]
         notes = _notes_cell({fmt_eps(e): r["by_eps"][fmt_eps(e)] for e in lb.eps_list}, "attacks")
         rows.append(row + [_with_masking(notes, lb.masking.get(r["defense"], []))])
     cols, rows = _drop_empty_notes(cols, rows)
