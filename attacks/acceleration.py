@@ -11,7 +11,8 @@ modules that attacks (and ensemble defenses) use exactly as the models they repl
   called alone runs alone, at the cost of the original model.
 - ``channels_last``: every model's weights in the NHWC memory format (convolutions on a GPU
   run faster there); converted in place.
-- ``compile``: ``torch.compile`` on each model or stack, in place (types kept).
+- ``compile``: ``torch.compile`` on each model or stack, in place (types kept); torch's donated
+  buffers are turned off (process-wide), since attacks backpropagate with ``retain_graph=True``.
 
 bf16 needs no wrapper: call the attack inside ``torch.autocast(device_type, dtype=torch.bfloat16)``.
 Every attack's own arithmetic (momentum, projection, signs) is element-wise and stays float32;
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch._functorch import config as functorch_config
 from torch.func import functional_call, stack_module_state, vmap
 
 
@@ -120,6 +122,11 @@ def accelerate(models: nn.Module | Sequence[nn.Module], *, stack: bool = False, 
     if stack:
         models = stack_same_architecture(models)
     if compile:
+        # attacks that take several gradients through one forward (AdaEA's per-model gradients) backpropagate with
+        # retain_graph=True, which a compiled backward refuses when it donates its buffers (found by
+        # benchmarks/attack_speed.py --variants compile on the CPU): turned off, at the cost of some backward memory
+        if hasattr(functorch_config, "donated_buffer"):
+            functorch_config.donated_buffer = False
         for module in {id(m): _compiled_unit(m) for m in models}.values():
             if getattr(module, "_compiled_call_impl", None) is None:  # compiled once, not again per call
                 module.compile()

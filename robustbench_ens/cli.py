@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--stack", action="store_true",
                        help="evaluate same-architecture surrogates together with torch.func.vmap (slower on an "
                             "H200 for CIFAR ResNets: 0.56-0.83x)")
-    speed.add_argument("--compile", action="store_true", help="torch.compile the surrogates")
+    speed.add_argument("--compile", action="store_true",
+                       help="torch.compile the surrogates (slower for CIFAR ResNets: 0.71-0.92x on a 2-core CPU, "
+                            "0.47x for Ens on an H200)")
     speed.add_argument("--threads", metavar="N", type=_at_least(int, 1), default=None,
                        help="torch CPU threads (default: the CPUs this process may use, cgroup quota included)")
     cluster = parser.add_argument_group(

@@ -65,6 +65,9 @@ def test_compiling_twice_compiles_once(tiny_models):
     compiled = first._compiled_call_impl
     assert compiled is not None
     assert accelerate([first], compile=True)[0]._compiled_call_impl is compiled
+    from torch._functorch import config
+
+    assert config.donated_buffer is False, "AdaEA's retain_graph=True needs undonated buffers"
 
 
 def test_channels_last_keeps_outputs(tiny_models, batch):
