@@ -26,4 +26,8 @@ run benchmarks/grid_speed.py "${common[@]}" ${GRID_N:+--n "$GRID_N"} --out "$out
 # shellcheck disable=SC2086
 run benchmarks/attack_speed.py "${common[@]}" ${STEPS:+--steps "$STEPS"} --surrogates 8 --variants fp32 $variants \
     --out "$out/attack_speed_variants_$device.json"
+if [ "$device" = cpu ]; then  # compiling 8 surrogates per attack takes too long on a CPU: K = 2, medians of 3
+    run benchmarks/attack_speed.py "${common[@]}" ${STEPS:+--steps "$STEPS"} --surrogates 2 --variant-surrogates 2 \
+        --variants fp32 compile --repeats 3 --attacks Ens CWA AdaEA SVRE LGV PGD --out "$out/attack_speed_compile_cpu.json"
+fi
 exit $status
