@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                                 eps=args.eps, n_examples=args.n_examples, device=args.device, seed=args.seed)
         skipped = [a.name for a in suite.attacks if not a.eps_values(suite.eps)]
         if skipped:
-            print(f"note: no eps of this run is one of {', '.join(skipped)}'s; skipped", file=sys.stderr)
+            print(f"note: skipped {', '.join(skipped)}: the suite runs them at none of this run's eps", file=sys.stderr)
         out_dir = Path(args.out or Path("runs") / suite.name)
         partial = any(value is not None for value in (args.attacks, args.defenses, args.eps, args.n_examples))
         config = RunConfig(

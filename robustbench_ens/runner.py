@@ -33,8 +33,8 @@ from .metrics import accuracy, checked_logits
 from .store import ResultStore
 from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
 from .whitebox import attack_kind, attacked_model, eot_samples, whitebox_params
-from .workspace import (ADV_FOLDER, Acceleration, Cell, build_defenses, craft, expand_models,  # noqa: F401
-                        now, open_workspace, resolve_models)  # (F401: the runner's API)
+from .workspace import (ADV_FOLDER, Acceleration, Cell, adv_file, build_defenses, craft,  # noqa: F401
+                        expand_models, now, open_workspace, resolve_models)  # (F401: the runner's API)
 from .zoo import CheckpointError
 from .zoo.derived import describe as describe_derived
 
@@ -142,9 +142,8 @@ class _Recorder:
 def _discard_grid(store: ResultStore, cells: list[Cell], out_dir: Path) -> None:
     """``--fresh``: forgets this grid's cells and adversarial sets (their files too); other grids' stay."""
     adv_keys = list(dict.fromkeys(c.adv_key for c in cells))
-    discarded, paths = store.discard([c.cell_id for c in cells], adv_keys)
-    files = {Path(p) for p in paths} | {out_dir / ADV_FOLDER / f"{key}.safetensors" for key in adv_keys}
-    removed = sum(_remove(path) for path in files)
+    discarded = store.discard([c.cell_id for c in cells], adv_keys)
+    removed = sum(_remove(adv_file(out_dir / ADV_FOLDER, key)) for key in adv_keys)
     print(f"--fresh: discarded {discarded} cells and {removed} adversarial sets of this grid from {out_dir} "
           "(other results there are kept)")
 

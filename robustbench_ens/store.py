@@ -54,16 +54,13 @@ class ResultStore:
             return sum(db.execute("DELETE FROM cells WHERE status != 'ok' AND cell_id = ?", (cell_id,)).rowcount
                        for cell_id in ids)
 
-    def discard(self, cell_ids, adv_keys) -> tuple[int, list[str]]:
-        """Forgets ``cell_ids`` and the adversarial sets ``adv_keys`` (``--fresh``): how many cells there were, and
-        the files of the forgotten sets (for the caller to delete)."""
+    def discard(self, cell_ids, adv_keys) -> int:
+        """Forgets ``cell_ids`` and the records of the adversarial sets ``adv_keys`` (``--fresh``; their files are the
+        caller's to delete); how many of the cells there were."""
         with closing(self._connect()) as db, db:
-            cells = sum(db.execute("DELETE FROM cells WHERE cell_id = ?", (cell_id,)).rowcount for cell_id in cell_ids)
-            paths = [row[0] for key in adv_keys
-                     for row in db.execute("SELECT path FROM adv_sets WHERE adv_key = ?", (key,)).fetchall()]
             for key in adv_keys:
                 db.execute("DELETE FROM adv_sets WHERE adv_key = ?", (key,))
-        return cells, paths
+            return sum(db.execute("DELETE FROM cells WHERE cell_id = ?", (cell_id,)).rowcount for cell_id in cell_ids)
 
     def failed_ids(self, cell_ids) -> list[str]:
         """The ids among ``cell_ids`` recorded as failed."""

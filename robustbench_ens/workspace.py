@@ -84,7 +84,7 @@ class Workspace:
     def craft_set(self, cell: Cell) -> tuple[torch.Tensor, dict]:
         """Crafts and saves the adversarial set of ``cell``: its images and its ``adv_sets`` record for the store."""
         x_adv, craft_time = self._craft(next(a for a in self.suite.attacks if a.name == cell.attack), cell)
-        path = self.adv_folder / f"{cell.adv_key}.safetensors"
+        path = adv_file(self.adv_folder, cell.adv_key)
         atomic.write_with(path, lambda tmp: save_file({"x_adv": x_adv}, str(tmp),
                                                       metadata={"attack": cell.attack, "eps": repr(cell.eps)}))
         return x_adv, {"adv_key": cell.adv_key, "suite": self.suite.name, "attack": cell.attack, "eps": cell.eps,
@@ -140,6 +140,11 @@ class Workspace:
         tqdm.write(f"crafted {entry.name} eps={fmt_eps(cell.eps)} on {where}: "
                    f"{len(self.images)} images in {craft_time:.1f} s")
         return x_adv, craft_time
+
+
+def adv_file(adv_folder: Path, adv_key: str) -> Path:
+    """Where the adversarial set ``adv_key`` is saved."""
+    return adv_folder / f"{adv_key}.safetensors"
 
 
 def open_workspace(config, device: torch.device, identity: dict | None = None) -> tuple[Workspace, object, dict]:

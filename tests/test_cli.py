@@ -144,3 +144,17 @@ def test_a_partial_run_leaves_the_suites_leaderboard_alone(tmp_path, monkeypatch
     assert not (tmp_path / "leaderboards").exists()
     assert "4 cells evaluated" in out, "the clean row and Ens at 8/255 (given twice, run once) on 2 defenses"
     assert "1 adversarial set crafted" in out and "0 of the grid's 4 failed" in out
+
+
+def test_an_attack_left_without_eps_by_the_command_line_is_named(tmp_path, monkeypatch, capsys, slice_path):
+    import robustbench_ens.runner
+
+    monkeypatch.setattr(robustbench_ens.runner, "run_suite", lambda config: sys.exit("ran"))
+    path = tmp_path / "s.toml"
+    old = 'params = { steps = 5, decay = 1.0, fusion = "probs" }'
+    assert old in SMOKE.read_text()
+    path.write_text(SMOKE.read_text().replace(old, old + '\neps = ["8/255"]'))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="ran"):
+        main(["--suite", str(path), "--data", str(slice_path), "--eps", "4/255"])
+    assert "note: skipped Ens-probs: the suite runs them at none of this run's eps" in capsys.readouterr().err
