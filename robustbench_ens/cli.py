@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run folder: results store and adversarial sets (default: runs/<suite>)")
     parser.add_argument("--leaderboard-dir", metavar="DIR", default=None,
                         help="where the leaderboard is written (default: leaderboards/<suite>; <out>/leaderboard "
-                             "when --attacks, --defenses, --eps or --n-examples select part of the suite, so that a "
-                             "partial run never replaces the suite's full leaderboard)")
+                             "when --attacks, --defenses, --eps, --n-examples or --seed change the suite's grid, so "
+                             "that such a run never replaces the suite's own leaderboard)")
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument("--resume", dest="fresh", action="store_false", default=False,
                         help="reuse finished cells and saved adversarial sets in --out (default)")
@@ -136,11 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         if skipped:
             print(f"note: skipped {', '.join(skipped)}: the suite runs them at none of this run's eps", file=sys.stderr)
         out_dir = Path(args.out or Path("runs") / suite.name)
-        partial = any(value is not None for value in (args.attacks, args.defenses, args.eps, args.n_examples))
+        changed = any(value is not None for value in (args.attacks, args.defenses, args.eps, args.n_examples,
+                                                       args.seed))
         config = RunConfig(
             suite=suite,
             out_dir=out_dir,
-            leaderboard_dir=Path(args.leaderboard_dir or (out_dir / "leaderboard" if partial
+            leaderboard_dir=Path(args.leaderboard_dir or (out_dir / "leaderboard" if changed
                                                           else Path("leaderboards") / suite.name)),
             data_path=args.data,
             models_dir=_optional_path(args.models or os.environ.get("RBE_MODELS")),

@@ -145,6 +145,15 @@ def test_a_partial_run_leaves_the_suites_leaderboard_alone(tmp_path, monkeypatch
     assert "4 cells evaluated" in out, "the clean row and Ens at 8/255 (given twice, run once) on 2 defenses"
     assert "1 adversarial set crafted" in out and "0 of the grid's 4 failed" in out
 
+    import robustbench_ens.runner
+
+    chosen = []
+    monkeypatch.setattr(robustbench_ens.runner, "run_suite", lambda config: sys.exit(chosen.append(config)))
+    for extra, folder in (([], Path("leaderboards/smoke")), (["--seed", "1"], Path("runs/smoke/leaderboard"))):
+        with pytest.raises(SystemExit):
+            main([*args[:-6], *extra])
+        assert chosen.pop().leaderboard_dir == folder, "another seed is not the suite's own grid either"
+
 
 def test_an_attack_left_without_eps_by_the_command_line_is_named(tmp_path, monkeypatch, capsys, slice_path):
     import robustbench_ens.runner
