@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from . import environment  # after parsing, not at the top: --help and usage errors answer without loading torch
+    from .leaderboard.format import plural
     from .runner import DEFAULT_CACHE, Acceleration, RunConfig, run_suite
 
     ray_flags = {"address": args.ray_address, "max_retries": args.ray_max_retries,
@@ -161,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     retried = f" ({result.retried} of them failed before and were retried)" if result.retried else ""
     minutes, seconds = divmod(round(time.perf_counter() - started), 60)
-    print(f"{_count(result.evaluated, 'cell')} evaluated{retried}, {result.skipped} already finished, "
-          f"{_count(len(result.crafted), 'adversarial set')} crafted, {result.failed} of the grid's "
+    print(f"{plural(result.evaluated, 'cell')} evaluated{retried}, {result.skipped} already finished, "
+          f"{plural(len(result.crafted), 'adversarial set')} crafted, {result.failed} of the grid's "
           f"{len(result.cells)} failed; {minutes} min {seconds} s; results in {config.out_dir}")
     if result.failed:
         print("failed cells are recorded with their errors on the leaderboard; once the cause is fixed, "
@@ -174,10 +175,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _at_least(kind, minimum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import views
-from .format import canonical_eps, fmt_eps, fmt_value, is_missing
+from .format import canonical_eps, fmt_eps, fmt_value, is_missing, plural
 from .tables import Leaderboard
 
 HEATMAP = "heatmap.png"
@@ -70,7 +70,7 @@ def norm_text(setting: dict) -> str:
 def seeds_text(lb: Leaderboard, setting: dict) -> str:
     seeds = (setting or {}).get("seeds") or lb.seeds
     k = len(seeds)
-    return f"{k} seed{'s' if k != 1 else ''} ({fmt_value(list(seeds))})" if k else "seed not recorded"
+    return f"{plural(k, 'seed')} ({fmt_value(list(seeds))})" if k else "seed not recorded"
 
 
 def title(lb: Leaderboard) -> str:
@@ -103,10 +103,6 @@ def summary(lb: Leaderboard, setting: dict) -> str:
     if meta:
         parts.append(f"Generated from {', '.join(meta)}.")
     return " ".join(p for p in parts if p)
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
 def attacks_text(lb: Leaderboard, surrogates: list[str]) -> str:
