@@ -62,6 +62,11 @@ def accuracy_metrics(labels: torch.Tensor, clean_pred: torch.Tensor, adv_pred: t
     }
 
 
+def per_example(labels: torch.Tensor, clean_pred: torch.Tensor, adv_pred: torch.Tensor) -> dict:
+    """Which points the defense classified correctly clean and under the attack (bool numpy arrays, test order)."""
+    return {"clean_correct": (clean_pred == labels).numpy(), "adv_correct": (adv_pred == labels).numpy()}
+
+
 def perturbation_norms(images: torch.Tensor, x_adv: torch.Tensor) -> dict:
     delta = (x_adv - images).flatten(1)
     linf, l2 = delta.abs().amax(dim=1), delta.norm(p=2, dim=1)

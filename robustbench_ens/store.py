@@ -5,6 +5,12 @@ attack and its parameters and surrogates, eps, defense and its members, seed, da
 Each cell is written in its own committed transaction, so a run killed at any point loses
 at most the cell it was computing, and a re-run skips every recorded cell. Adversarial
 sets are recorded in ``adv_sets`` beside the files that hold them.
+
+A finished cell's per-example outcomes (which test points the defense classified correctly
+clean, and under the attack) go into ``outcomes`` in the same transaction as the cell, as
+bit-packed 0/1 arrays (``numpy.packbits``, 1250 bytes per array for 10 000 points): the
+per-example worst case needs them, and a cell is never recorded without them. A failed
+cell has none.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 CELL_COLUMNS = {
@@ -26,6 +33,8 @@ ADV_COLUMNS = {
     "adv_key": "TEXT PRIMARY KEY", "suite": "TEXT", "attack": "TEXT", "eps": "REAL", "n": "INTEGER",
     "path": "TEXT", "craft_time_s": "REAL", "created_at": "TEXT",
 }
+OUTCOME_COLUMNS = {"cell_id": "TEXT PRIMARY KEY", "n": "INTEGER", "clean_correct": "BLOB", "adv_correct": "BLOB"}
+OUTCOMES = ("clean_correct", "adv_correct")  # a cell record's per-example arrays (bool, one entry per test point)
 
 
 class ResultStore:
@@ -37,6 +46,7 @@ class ResultStore:
         with self._connect() as db:
             db.execute(_create("cells", CELL_COLUMNS))
             db.execute(_create("adv_sets", ADV_COLUMNS))
+            db.execute(_create("outcomes", OUTCOME_COLUMNS))
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60)
@@ -60,6 +70,8 @@ class ResultStore:
         with closing(self._connect()) as db, db:
             for key in adv_keys:
                 db.execute("DELETE FROM adv_sets WHERE adv_key = ?", (key,))
+            cell_ids = list(cell_ids)
+            db.executemany("DELETE FROM outcomes WHERE cell_id = ?", [(cell_id,) for cell_id in cell_ids])
             return sum(db.execute("DELETE FROM cells WHERE cell_id = ?", (cell_id,)).rowcount for cell_id in cell_ids)
 
     def failed_ids(self, cell_ids) -> list[str]:
@@ -69,13 +81,29 @@ class ResultStore:
         return [cell_id for cell_id in cell_ids if cell_id in failed]
 
     def put_cell(self, cell: dict) -> None:
-        """Records a finished cell; a cell already recorded is never overwritten."""
+        """Records a finished cell and, for an ``ok`` one, its per-example outcomes (``clean_correct`` and
+        ``adv_correct``: bool arrays over the test points), in one transaction; a cell already recorded is never
+        overwritten. An ``ok`` cell without its outcomes is refused (a ValueError): its worst case could not be
+        taken per example."""
         row = {key: cell.get(key) for key in CELL_COLUMNS}
         if isinstance(row["versions"], dict):
             row["versions"] = json.dumps(row["versions"], sort_keys=True)
+        outcome = _outcome_row(cell) if row["status"] == "ok" else None
         with closing(self._connect()) as db, db:
-            db.execute(f"INSERT OR IGNORE INTO cells ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                       list(row.values()))
+            inserted = db.execute(f"INSERT OR IGNORE INTO cells ({', '.join(row)}) "
+                                  f"VALUES ({', '.join('?' * len(row))})", list(row.values())).rowcount
+            if inserted and outcome is not None:
+                db.execute("INSERT OR REPLACE INTO outcomes (cell_id, n, clean_correct, adv_correct) "
+                           "VALUES (?, ?, ?, ?)", (row["cell_id"], *outcome))
+
+    def outcomes(self, cell_ids=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``cell_id -> (clean_correct, adv_correct)`` (bool arrays, one entry per test point, in test-set order) of
+        the cells in ``cell_ids`` (all if None) that have them: every ``ok`` cell written by this version."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT cell_id, n, clean_correct, adv_correct FROM outcomes").fetchall()
+        wanted = None if cell_ids is None else set(cell_ids)
+        return {cell_id: (_unpack(clean, n), _unpack(adv, n)) for cell_id, n, clean, adv in rows
+                if wanted is None or cell_id in wanted}
 
     def cells(self, cell_ids=None) -> pd.DataFrame:
         """All recorded cells in the order they finished, or those whose id is in ``cell_ids`` in that order.
@@ -107,6 +135,20 @@ class ResultStore:
         """The record of a set that can be reloaded: recorded, and its file still there; else None (craft it)."""
         record = self.adv_set(adv_key)
         return record if record and Path(record["path"]).is_file() else None
+
+
+def _outcome_row(cell: dict) -> tuple[int, bytes, bytes]:
+    arrays = [cell.get(key) for key in OUTCOMES]
+    if any(array is None for array in arrays):
+        raise ValueError(f"cell {cell.get('cell_id')} is ok but lacks its per-example outcomes ({', '.join(OUTCOMES)})")
+    clean, adv = (np.asarray(array, dtype=bool).ravel() for array in arrays)
+    if len(clean) != len(adv):
+        raise ValueError(f"cell {cell.get('cell_id')}: {len(clean)} clean outcomes but {len(adv)} under attack")
+    return len(clean), np.packbits(clean).tobytes(), np.packbits(adv).tobytes()
+
+
+def _unpack(blob: bytes, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(blob, dtype=np.uint8), count=n).astype(bool)
 
 
 def _create(table: str, columns: dict) -> str:

@@ -25,7 +25,7 @@ from defenses import build_defense
 from . import atomic
 from .data import load_cifar10
 from .leaderboard.format import fmt_eps
-from .metrics import accuracy_metrics, predict
+from .metrics import accuracy_metrics, per_example, predict
 from .suite import CLEAN, AttackEntry, Suite, SuiteError
 from .whitebox import attacked_model, is_randomised, whitebox_params
 from .zoo import CheckpointError, ModelSpec, TrainRecipe, pretrained_file, resolve_derived, resolve_model
@@ -107,7 +107,8 @@ class Workspace:
         return self._clean_pred[defense]
 
     def evaluate(self, cell: Cell, x_adv: torch.Tensor | None, norms: dict, craft_error: str | None) -> dict:
-        """The cell's metrics (``status`` ok), or a failed record when its crafting or its evaluation failed."""
+        """The cell's metrics and per-example outcomes (``status`` ok), or a failed record when its crafting or its
+        evaluation failed."""
         if craft_error is not None:
             return failed(f"crafting failed: {craft_error}")
         try:
@@ -118,7 +119,8 @@ class Workspace:
             eval_time = time.perf_counter() - started
         except Exception as error:  # a failed evaluation fails its cell; the grid goes on
             return failed(f"evaluation failed: {describe_error(error)}")
-        return {**accuracy_metrics(self.labels, clean_pred, adv_pred), **norms,
+        return {**accuracy_metrics(self.labels, clean_pred, adv_pred),
+                **per_example(self.labels, clean_pred, adv_pred), **norms,
                 "eval_time_s": eval_time, "status": "ok", "error": None}
 
     def _craft(self, entry: AttackEntry, cell: Cell) -> tuple[torch.Tensor, float]:

@@ -6,12 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import attacks.ens
 from conftest import sigkill_at_line
 from robustbench_ens.runner import RunConfig, run_suite
+from robustbench_ens.store import ResultStore
 from robustbench_ens.suite import apply_overrides, load_suite
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,6 +123,14 @@ def test_resume_after_sigkill(tmp_path, slice_path, models_path):
     metrics = ["cell_id", "clean_acc", "robust_acc", "success_rate", "linf_max", "l2_mean"]
     read = lambda folder: pd.read_csv(folder / "cells.csv")[metrics].sort_values("cell_id").reset_index(drop=True)  # noqa: E731
     pd.testing.assert_frame_equal(read(tmp_path / "lb_killed"), read(tmp_path / "lb_straight"))
+    # the per-example outcomes too: every ok cell has them, and they are those of the uninterrupted run
+    killed_outcomes = ResultStore(store).outcomes()
+    straight_outcomes = ResultStore(tmp_path / "straight" / "results.sqlite").outcomes()
+    assert set(killed_outcomes) == set(straight_outcomes) == set(after["cell_id"])
+    for cell_id, (clean, adv) in straight_outcomes.items():
+        assert len(clean) == len(adv) == 16
+        np.testing.assert_array_equal(killed_outcomes[cell_id][0], clean)
+        np.testing.assert_array_equal(killed_outcomes[cell_id][1], adv)
 
 
 def test_models_absent_from_models_dir_are_trained_and_cached(tmp_path, slice_path):
