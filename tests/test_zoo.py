@@ -410,3 +410,101 @@ def test_a_users_torch_file_loads_only_as_plain_tensors(tmp_path, capsys):
     (models_dir / "mine.json").write_text('{"sha256": "' + "0" * 64 + '"}')
     with pytest.raises(CheckpointError, match="sha256"):
         load_checkpoint(models_dir / "mine.pt", arch="resnet20_b")
+
+
+# --- the second edition's plain CNNs, SRI ResNet and BatchNorm ViTs (their files are in MORE_FAMILIES below) ----
+
+@pytest.mark.parametrize("arch", ["cnn-a-2c2f", "convsmall-eran", "convsmall-eran-sigmoid", "allconv7-biasfield"])
+def test_small_cnns_are_plain_layer_sequences(arch):
+    net = create_model(arch).net
+    assert isinstance(net, torch.nn.Sequential)
+    plain = (torch.nn.Conv2d, torch.nn.ReLU, torch.nn.Sigmoid, torch.nn.Flatten, torch.nn.Linear)
+    assert all(type(layer) in plain for layer in net)
+
+
+@needs_models
+def test_a_raw_pixel_model_takes_its_normalisation_from_the_file():
+    path = MODELS / "vgg_keras_standard.safetensors"
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    model, _ = load_checkpoint(path)
+    assert model.normalize_mean == (0.0, 0.0, 0.0)
+    assert model.normalize_std == (0.003921568627,) * 3  # the file's metadata, not the registry's exact 1/255
+    assert create_model("vgg-keras-6c3f").normalize_std == (1 / 255,) * 3
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), model.net(255 * x))
+
+
+# --- more families: DenseNet-40, ShuffleNetV2, chenyaofo's option-B ResNets, the MLPerf Tiny ResNets --------------
+
+# stem -> (registered arch, trainable parameters as the README counts them, correct predictions on the first 200
+# test points of the slice). The README's accuracies are on all 10 000 test images, which scripts/check_zoo.py
+# reproduces to within 0.05 points; the counts here were measured with these architectures, and no prediction among
+# those points is a near tie (the smallest gap between the top two logits is 0.019, far above the ~1e-4 by which
+# float32 differences between platforms move logits of size <= 50), so the counts hold exactly.
+MORE_FAMILIES = {
+    "densenet40_k12_fast_standard": ("densenet40-k12-fast", 1_002_586, 184),
+    "shufflenetv2_x0_5_standard": ("shufflenetv2-x0.5-cifar", 352_042, 179),
+    "resnet20_b_chenyaofo": ("resnet20_b", 272_474, 185),
+    "resnet56_b_chenyaofo": ("resnet56_b", 855_770, 190),
+    "resnet8_mlperf_standard": ("resnet8-mlperf", 78_186, 178),
+    "resnet8w40_mlperf_standard": ("resnet8w40-mlperf-folded", 480_330, 180),
+    "resnet14_mlperf_standard": ("resnet14-6blk-mlperf-folded", 750_858, 185),
+    # plain CNNs, the SRI ResNet and the BatchNorm ViTs (small_cnns.py, resnet_sri.py, vit_bn.py)
+    "vgg_keras_standard": ("vgg-keras-6c3f", 968_394, 173),
+    "allconv7_biasfield_standard": ("allconv7-biasfield", 311_690, 171),
+    "cnn_a_standard": ("cnn-a-2c2f", 214_918, 157), "cnn_a_adv2": ("cnn-a-2c2f", 214_918, 134),
+    "cnn_a_adv4": ("cnn-a-2c2f", 214_918, 116), "cnn_a_mix2": ("cnn-a-2c2f", 214_918, 155),
+    "cnn_a_certified_oval": ("cnn-a-2c2f", 214_918, 134), "cnn_a_certified_linf8": ("cnn-a-2c2f", 214_918, 69),
+    "cnn_a_certified_l2_36": ("cnn-a-2c2f", 214_918, 118),
+    "convsmall_pgd": ("convsmall-eran", 125_318, 130),
+    "convsmall_sigmoid_robust": ("convsmall-eran-sigmoid", 125_318, 137),
+    "resnet_sri_a_adv": ("resnet-sri-3b", 354_486, 161), "resnet_sri_b_adv": ("resnet-sri-3b", 354_486, 167),
+    "vit_bn_p16_pgd2": ("vit-bn-d2-h3-p16", 75_706, 130), "vit_bn_p8_ibp1": ("vit-bn-d3-h3-p8", 67_594, 125),
+}
+FIRST_POINTS = 200
+
+
+@needs_models
+@pytest.mark.parametrize("stem", sorted(MORE_FAMILIES))
+def test_more_families_load_strictly_and_score_as_measured(stem, data):
+    from safetensors import safe_open
+
+    from robustbench_ens.metrics import predict
+
+    path = MODELS / f"{stem}.safetensors"
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    arch, parameters, correct = MORE_FAMILIES[stem]
+    model, provenance = load_checkpoint(path)
+    with safe_open(str(path), "pt") as file:
+        keys, metadata = set(file.keys()), file.metadata()
+    assert model.arch == arch and provenance["arch"] == arch
+    assert set(model.net.state_dict()) == keys  # every key of the file, nothing else
+    assert sum(p.numel() for p in model.net.parameters()) == parameters
+    for stat in ("mean", "std"):  # the file's own normalisation, not the family default
+        assert getattr(model, f"normalize_{stat}") == tuple(float(v) for v in metadata[f"normalize_{stat}"].split(","))
+    x, y = data.test(FIRST_POINTS)
+    assert int((predict(model, x, FIRST_POINTS, "cpu") == y).sum()) == correct
+
+
+def test_tf_same_padding_matches_a_hand_padded_conv():
+    import torch.nn.functional as F
+
+    from robustbench_ens.zoo.tf_padding import SameConv2d, same_padding
+
+    assert same_padding(32, 3, 2) == (0, 1) and same_padding(32, 1, 2) == (0, 0) and same_padding(32, 3) == (1, 1)
+    assert same_padding(7, 3, 2) == (1, 1) and same_padding(8, 4) == (1, 2)
+    conv = SameConv2d(2, 3, 3, stride=2)
+    assert set(conv.state_dict()) == {"weight", "bias"}  # the layout of nn.Conv2d
+    x = torch.randn(1, 2, 6, 7, generator=torch.Generator().manual_seed(0))
+    # 6 rows -> 3 outputs: 1 padding row, at the bottom; 7 columns -> 4 outputs: 2 padding columns, one each side
+    padded = torch.zeros(1, 2, 7, 9)
+    padded[:, :, :6, 1:8] = x
+    with torch.no_grad():
+        out = conv(x)
+        expected = F.conv2d(padded, conv.weight, conv.bias, stride=2)
+        symmetric = F.conv2d(x, conv.weight, conv.bias, stride=2, padding=1)  # PyTorch's padding: also 3x4 here
+    assert out.shape == expected.shape == symmetric.shape == (1, 3, 3, 4)
+    assert torch.allclose(out, expected, atol=1e-6) and not torch.allclose(out, symmetric, atol=1e-3)

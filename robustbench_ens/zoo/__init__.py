@@ -2,7 +2,8 @@
 
 Importing this package registers every architecture (the modules below register on import).
 """
-from . import finetune, mobilenet, resnet_cifar, vgg, vit, vnncomp  # noqa: F401  (registration side effects)
+from . import (densenet, finetune, mlperf, mobilenet, resnet_cifar, resnet_sri, shufflenet, small_cnns,  # noqa: F401
+               vgg, vit, vit_bn, vnncomp)  # (registration side effects)
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .derived import Method, get_method, list_methods, register_method, resolve_derived
 from .lgv import LGV_RECIPE, collect_lgv

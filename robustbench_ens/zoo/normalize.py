@@ -20,6 +20,9 @@ CIFAR10_STD_PER_IMAGE = (0.2023, 0.1994, 0.2010)
 # ImageNet statistics, which the pytorch_resnet_cifar10 project applies to CIFAR-10.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Networks that take raw 0-255 pixels (Keras and TFLite ports): no shift, a scale of 255.
+RAW_PIXEL_MEAN = (0.0, 0.0, 0.0)
+RAW_PIXEL_STD = (1 / 255, 1 / 255, 1 / 255)
 
 
 def as_channel_stats(values: Sequence[float], what: str) -> tuple[float, ...]:
