@@ -2,14 +2,15 @@
 
 A reader sees either the old file or the whole new one, never half of it, and a failed or
 interrupted write leaves no temporary file behind. Every writer in the project (results'
-adversarial sets, checkpoints, leaderboard pages) goes through here.
+adversarial sets, checkpoints, leaderboard pages) goes through here. :func:`check_writable`
+and :func:`check_writable_file` tell before any work whether a folder or a file can be written.
 """
 from __future__ import annotations
 
 import os
 import tempfile
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -49,20 +50,70 @@ def write_with(path: Path, writer: Callable[[Path], None]) -> Path:
 
 
 class UnwritableFolderError(OSError):
-    """A folder that cannot be created or written; the message names it."""
+    """A folder, or a file in one, that cannot be created or written; the message names it."""
 
 
 def check_writable(folder: Path, what: str) -> None:
-    """An UnwritableFolderError unless ``folder`` exists as a writable folder or could be created (its nearest
-    existing ancestor is a writable folder). Creates nothing."""
+    """An UnwritableFolderError unless ``folder`` can really be written: the folders missing on the way to it are
+    created and a temporary file is created in it and removed; then the folders it created are removed again (those
+    still empty), so that the check leaves the file system as it found it. ``what`` names the folder and its flag."""
     folder = Path(folder).absolute()
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    problem = ("is not a folder" if not existing.is_dir() else
-               "is not writable" if not os.access(existing, os.W_OK | os.X_OK) else None)
+    problem = _folder_problem(folder)
     if problem:
-        where = "" if existing == folder else f" (its ancestor {existing} {problem})"
-        raise UnwritableFolderError(f"cannot write the {what} {folder}{where or ': it ' + problem}; "
-                                    "pass a folder you can write")
+        raise UnwritableFolderError(f"cannot write the {what} {folder}: it {problem}; pass a folder you can write")
+
+
+def check_writable_file(path: Path, what: str) -> None:
+    """An UnwritableFolderError unless the file ``path`` can be written: its folder passes :func:`check_writable`,
+    and the path is absent or a file that opens for writing (opened to append, and closed: it is left unchanged)."""
+    path = Path(path).absolute()
+    folder_problem = _folder_problem(path.parent)
+    problem = f"its folder {path.parent} {folder_problem}" if folder_problem else _file_problem(path)
+    if problem:
+        raise UnwritableFolderError(f"cannot write the {what} {path}: {problem}; pass a folder you can write")
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why the absolute path ``folder`` cannot be written, as a predicate ("is not a folder"), or None."""
+    chain = (folder, *folder.parents)
+    try:
+        existing = next(p for p in chain if p.exists())
+    except OSError as error:  # an ancestor that may not be searched
+        return f"cannot be reached ({error.strerror})"
+    if not existing.is_dir():
+        return "is not a folder" if existing == folder else f"cannot be created: {existing} is not a folder"
+    try:
+        return _write_problem(folder)
+    finally:
+        for created in chain[:chain.index(existing)]:  # deepest first; rmdir removes only an empty folder
+            with suppress(OSError):
+                created.rmdir()
+
+
+def _write_problem(folder: Path) -> str | None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return f"cannot be created ({error.strerror})"
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+    except OSError as error:
+        return f"is not writable ({error.strerror})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def _file_problem(path: Path) -> str | None:
+    if path.is_dir():
+        return "it is a folder"
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK))  # never creates it, never waits (FIFO)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return f"it cannot be opened for writing ({error.strerror})"
+    return None
 
 
 def _umask() -> int:

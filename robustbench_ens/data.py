@@ -38,13 +38,19 @@ class DataError(Exception):
 
 @dataclass(frozen=True)
 class CIFAR10:
-    """CIFAR-10 arrays as stored (uint8, NHWC) plus where they came from."""
+    """CIFAR-10 arrays as stored (uint8, NHWC) plus where they came from.
+
+    ``file_sha256`` is the SHA-256 of the file the data was read from: the .npz itself, or a
+    torchvision folder's ``test_batch`` (the file the test points come from); None for arrays
+    not read from a file as they are (e.g. cut in memory).
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
+    file_sha256: str | None = None
 
     def __post_init__(self):
         for split in ("train", "test"):
@@ -73,6 +79,13 @@ class CIFAR10:
         if not 1 <= n <= n_test:
             raise DataError(f"n_examples must lie in 1..{n_test} (the test set of {self.source}), got {n}")
         return to_tensors(self.x_test[:n], self.y_test[:n])
+
+    @staticmethod
+    def indices_text(n: int) -> str:
+        """Which test points :meth:`test` takes, for the leaderboard: the first ``n``, in the order of the file's test
+        set, which is the official order in the official batches and in an .npz made from them."""
+        span, points = ("0", "point") if n == 1 else (f"0-{n - 1}", f"{n} points")
+        return f"{span} (the first {points} of the test set, in the official order)"
 
     def train(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All training points as float images in [0, 1] (NCHW) and int64 labels."""
@@ -110,7 +123,7 @@ def _load_npz(path: Path) -> CIFAR10:
                                 "expected x_train, y_train, x_test, y_test")
             return CIFAR10(x_train=arrays["x_train"], y_train=arrays["y_train"].astype(np.int64),
                            x_test=arrays["x_test"], y_test=arrays["y_test"].astype(np.int64),
-                           source=str(path))
+                           source=str(path), file_sha256=_file_sha256(path))
     except (OSError, ValueError) as error:
         raise DataError(f"cannot read {path} as an .npz: {error}") from None
 
@@ -136,7 +149,16 @@ def _load_folder(path: Path, download: bool) -> CIFAR10:
         raise DataError(f"{folder} has no data_batch_* files")
     test = _read_batch(folder / TEST_BATCH)
     return CIFAR10(x_train=np.concatenate([x for x, _ in train]), y_train=np.concatenate([y for _, y in train]),
-                   x_test=test[0], y_test=test[1], source=str(folder))
+                   x_test=test[0], y_test=test[1], source=str(folder), file_sha256=_file_sha256(folder / TEST_BATCH))
+
+
+def _file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read 1 MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _download(root: Path) -> str:

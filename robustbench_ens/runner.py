@@ -25,13 +25,15 @@ from attacks import create_attack, get_attack
 from defenses import get_defense
 
 from . import atomic, environment
+from .certify import UnsupportedModelError, certified
 from .data import NUM_CLASSES
 from .executors import GridWork, RayOptions, create_executor
 from .leaderboard import write_leaderboard
 from .leaderboard.format import fmt_eps
+from .leaderboard.per_example import FILENAME as PER_EXAMPLE_FILE
 from .metrics import accuracy, checked_logits
 from .store import ResultStore
-from .suite import CLEAN, AttackEntry, DefenseEntry, Suite, SuiteError
+from .suite import CLEAN, EXTERNAL_LIBRARIES, AttackEntry, DefenseEntry, Suite, SuiteError
 from .whitebox import attack_kind, attacked_model, eot_samples, whitebox_params
 from .workspace import (ADV_FOLDER, Acceleration, Cell, adv_file, build_defenses, craft,  # noqa: F401
                         expand_models, now, open_workspace, resolve_models)  # (F401: the runner's API)
@@ -74,10 +76,8 @@ class RunResult:
 
 
 def run_suite(config: RunConfig) -> RunResult:
+    _check_paths(config)  # first of all: a run whose results cannot be saved stops before any model is loaded
     suite = config.suite
-    atomic.check_writable(config.out_dir, "run folder (--out)")
-    if config.leaderboard_dir is not None:
-        atomic.check_writable(config.leaderboard_dir, "leaderboard folder (--leaderboard-dir)")
     executor = create_executor(config.executor, config.ray)  # a missing Ray stops the run before any work
     _check_names(suite)  # before any model is loaded or trained
     if config.models_dir is not None and not config.models_dir.is_dir():
@@ -89,6 +89,7 @@ def run_suite(config: RunConfig) -> RunResult:
     versions = environment.versions()
     models, defenses, images, labels = workspace.models, workspace.defenses, workspace.images, workspace.labels
     _check_outputs(suite, models, defenses, images[:2].to(device))
+    _certificates(suite, defenses, images[:2], labels[:2], device)  # a defense IBP cannot bound stops here
     _check_attacks(suite, models, defenses)
     identity = {name: _model_identity(name, provenance[name]) for name in models}
     cells = _grid(suite, data.sha256, identity, bf16=config.acceleration.bf16)
@@ -115,8 +116,22 @@ def run_suite(config: RunConfig) -> RunResult:
         randomised = {name: workspace.randomised(name) for name in defenses}
         setting = _setting(suite, data, images, labels, models, provenance, result.cells, device, versions, config,
                            randomised)
-        result.leaderboard_files = write_leaderboard(result.cells, setting, config.leaderboard_dir)
+        result.leaderboard_files = write_leaderboard(
+            result.cells, setting, config.leaderboard_dir, store.outcomes(result.cells["cell_id"]),
+            certificates=_certificates(suite, defenses, images, labels, device))
     return result
+
+
+def _check_paths(config: RunConfig) -> None:
+    """Every path the run writes can be written (see :mod:`.atomic`); an UnwritableFolderError names the first that
+    cannot, with its flag."""
+    atomic.check_writable(config.out_dir, "run folder (--out)")
+    atomic.check_writable_file(config.out_dir / STORE_FILE, "results store (in --out)")
+    atomic.check_writable(config.out_dir / ADV_FOLDER, "adversarial sets folder (in --out)")
+    atomic.check_writable(config.cache_dir, "model cache (--cache or $RBE_CACHE)")
+    if config.leaderboard_dir is not None:
+        atomic.check_writable(config.leaderboard_dir, "leaderboard folder (--leaderboard-dir)")
+        atomic.check_writable_file(config.leaderboard_dir / PER_EXAMPLE_FILE, "per-example file (in --leaderboard-dir)")
 
 
 class _Recorder:
@@ -164,6 +179,20 @@ def _check_outputs(suite: Suite, models: dict, defenses: dict, images: torch.Ten
     checks += [(f"defense {name!r}", defense.eval()) for name, defense in defenses.items()]
     for what, model in checks:
         checked_logits(model(images), len(images), NUM_CLASSES, what)
+
+
+def _certificates(suite: Suite, defenses: dict, images: torch.Tensor, labels: torch.Tensor, device) -> dict:
+    """``(defense, eps) -> certified points`` (:func:`.certify.certified`) of every defense that asks for a certified
+    floor (``certify = "ibp"``), at every eps of the suite; recomputed at each call, which is cheap for the small
+    networks IBP certifies. A defense it cannot bound is a SuiteError."""
+    found = {}
+    for entry in (d for d in suite.defenses if d.certify):
+        try:
+            found.update({(entry.name, eps): certified(defenses[entry.name], images, labels, eps, suite.norm,
+                                                       suite.batch_size, device) for eps in suite.eps})
+        except UnsupportedModelError as error:
+            raise SuiteError(f"defense {entry.name!r} (certify = {entry.certify!r}): {error}") from None
+    return found
 
 
 def _check_names(suite: Suite) -> None:
@@ -268,11 +297,14 @@ def _setting(suite, data, images, labels, models, provenance, cells, device, ver
         "version": versions["robustbench_ens"], "git_commit": versions["git_commit"],
         "hardware": environment.hardware(device),
         "libraries": ", ".join(f"{k} {v}" for k, v in versions.items() if k not in ("git_commit", "robustbench_ens")),
-        "data": {"source": data.source, "sha256": data.sha256, "n_examples": len(images)},
+        "data": {"source": data.source, "file_sha256": data.file_sha256, "sha256": data.sha256,
+                 "n_examples": len(images), "indices": data.indices_text(len(images))},
         "threat": {"norm": suite.norm, "eps": list(suite.eps), "headline_eps": suite.headline_eps},
         "seeds": [suite.seed],
+        **({"pools": {name: list(members) for name, members in suite.pools.items()}} if suite.pools else {}),
         "attacks": [{"name": a.name, "class": get_attack(a.attack).__name__, "params": a.params,
                      "surrogates": list(a.surrogates) or [ATTACKED[attack_kind(a)]], "kind": attack_kind(a),
+                     **({"pool": a.pool} if a.pool else {}),
                      "eps": a.eps_values(suite.eps), "eot": eot_samples(a),
                      "defenses": "all" if a.defenses is None else list(a.defenses)} for a in suite.attacks],
         "surrogates": [{"name": name, "arch": provenance[name].get("arch"), "origin": provenance[name].get("origin"),
@@ -280,7 +312,8 @@ def _setting(suite, data, images, labels, models, provenance, cells, device, ver
                         "clean_acc": surrogate_acc[name]} for name in surrogates],
         "defenses": [{"name": d.name, "kind": d.kind, "params": d.params, "members": list(d.members),
                       "origin": "; ".join(f"{m}: {_origin_text(provenance[m])}" for m in d.members),
-                      "clean_acc": clean.get(d.name), "randomised": randomised[d.name]} for d in suite.defenses],
+                      "clean_acc": clean.get(d.name), "randomised": randomised[d.name],
+                      **({"group": d.group} if d.group else {})} for d in suite.defenses],
         "runtime_s": float(compute_s), "command": config.command,
         **({"acceleration": accelerated} if (accelerated := [k for k, on in asdict(config.acceleration).items()
                                                               if on]) else {}),
@@ -294,8 +327,10 @@ def _mean_accuracy(members: list, images, labels, batch_size: int, device) -> fl
 def _origin_text(provenance: dict) -> str:
     if provenance.get("method"):
         return describe_derived(provenance)
+    about = f", {provenance['about']}" if provenance.get("about") else ""
     if provenance.get("origin") == "models_dir":
-        about = f", {provenance['about']}" if provenance.get("about") else ""
         return f"pretrained file {Path(str(provenance.get('source', ''))).name}{about}"
+    if provenance.get("origin") in EXTERNAL_LIBRARIES:  # loaded by robustbench or timm (zoo.external)
+        return f"{provenance['source']}{about}"
     return (f"trained here by the zoo ({provenance.get('origin')}; recipe "
             f"{json.dumps(provenance.get('recipe', {}), sort_keys=True)}, clean acc {provenance.get('clean_acc')})")

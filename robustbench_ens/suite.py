@@ -11,6 +11,10 @@ other suite by its path. Schema (every table is checked; unknown keys are errors
                                              # replaces the base's (attacks, defenses, threat, data, ...)
     surrogates = ["resnet20", ...]          # default surrogate set of the transfer attacks
 
+    [pools]                                  # optional: named surrogate pools; every transfer attack that
+    homo = ["resnet20", "resnet32"]          # names neither surrogates nor pools runs on each of them, as
+    hetero = ["resnet20", "densenet40"]      # "<name>@<pool>" (e.g. "Ens@hetero")
+
     [data]   n_examples = 500   batch_size = 250
     [threat] norm = "Linf"   eps = ["4/255", "8/255"]   headline_eps = "8/255"
     [run]    seed = 0   device = "auto"
@@ -23,6 +27,10 @@ other suite by its path. Schema (every table is checked; unknown keys are errors
     require_checkpoint = false               # true: never train a stand-in (e.g. DVERGE, adversarial training)
     train = { epochs = 10 }                  # recipe overrides when it must be trained
 
+    [models.carmon]                          # a model another library loads with its own weights (zoo.external)
+    arch = "robustbench:Carmon2019Unlabeled" # RobustBench's CIFAR-10 model zoo, or "timm:<name>" (pretrained timm)
+    threat_model = "Linf"                    # robustbench only: Linf (default), L2 or corruptions
+
     [models.lgv_resnet20]                    # a derived model: made here from other [models] entries
     method = "lgv"                           # lgv, dverge or self_ensemble (robustbench_ens.zoo.derived)
     from = ["resnet20"]                      # its bases: plain models
@@ -33,7 +41,8 @@ other suite by its path. Schema (every table is checked; unknown keys are errors
     name = "Ens"                             # the leaderboard's label
     attack = "ens"                           # registry name
     params = { steps = 10 }
-    surrogates = [...]                       # optional; defaults to the top-level list
+    surrogates = [...]                       # optional; defaults to every pool, else the top-level list
+    pools = ["hetero"]                       # optional: only these of the suite's [pools]
     eps = ["8/255"]                          # optional: a subset of [threat] eps
     defenses = ["DVERGE"]                    # optional: the defenses it runs on (default: all)
 
@@ -46,6 +55,12 @@ other suite by its path. Schema (every table is checked; unknown keys are errors
 
     [[defenses]]
     name = "baseline"   kind = "ensemble"   members = ["m0", "m1", "m2"]   params = {}
+    group = "standard"                       # optional: transfer attacks are also compared per group
+
+    [[defenses]]
+    name = "CNN-A (certified)"   members = ["cnn_a"]   # kind "single" (the default)
+    certify = "ibp"                          # optional: IBP's certified points at every eps, a floor that no
+                                             # attack may break (robustbench_ens.certify; Linf only)
 """
 from __future__ import annotations
 
@@ -76,9 +91,13 @@ class ModelEntry:
     method: str | None = None  # set for a derived model (zoo.derived): how it is made from its bases
     bases: tuple[str, ...] = ()  # the plain models a derived model is made from
     params: dict = field(default_factory=dict)  # the method's options
+    threat_model: str = "Linf"  # the RobustBench leaderboard of a "robustbench:<name>" model (ROBUSTBENCH_THREATS)
 
 
 ATTACK_TARGETS = ("surrogates", "defense", "adaptive")  # what an attack's gradients come from
+CERTIFIERS = ("ibp",)  # certify = ...: interval bound propagation (robustbench_ens.certify)
+EXTERNAL_LIBRARIES = ("robustbench", "timm")  # arch = "<library>:<name>": a model that library loads (zoo.external)
+ROBUSTBENCH_THREATS = ("Linf", "L2", "corruptions")  # RobustBench's CIFAR-10 leaderboards
 
 
 @dataclass(frozen=True)
@@ -91,6 +110,8 @@ class AttackEntry:
     eps: tuple[float, ...] | None = None  # a subset of the suite's eps; None: all of them
     eot: int = 10  # white-box: EOT samples used against a defense whose forward pass is random
     defenses: tuple[str, ...] | None = None  # the defenses it runs on; None: all of them
+    pool: str | None = None  # the surrogate pool (of the suite's [pools]) it is crafted on, if any
+    family: str = ""  # the name the suite file gives it; ``name`` adds "@<pool>" for an attack run on each pool
 
     @property
     def whitebox(self) -> bool:
@@ -110,6 +131,8 @@ class DefenseEntry:
     kind: str
     members: tuple[str, ...]
     params: dict
+    certify: str | None = None  # a certified floor to check the attacks against (one of CERTIFIERS), if any
+    group: str | None = None  # a kind of target (e.g. "adversarially trained"): attacks are also compared per group
 
 
 @dataclass(frozen=True)
@@ -128,6 +151,7 @@ class Suite:
     models: dict[str, ModelEntry]
     attacks: tuple[AttackEntry, ...]
     defenses: tuple[DefenseEntry, ...]
+    pools: dict[str, tuple[str, ...]] = field(default_factory=dict)  # surrogate pool name -> its models
 
     def model_names(self) -> list[str]:
         """Every model the suite's attacks and defenses use, in first-use order; a derived model's bases before it."""
@@ -239,14 +263,28 @@ def apply_overrides(suite: Suite, *, attacks=None, defenses=None, eps=None, n_ex
 
 
 def _select(entries, names, what):
-    by_name = {entry.name: entry for entry in entries}
-    unknown = [name for name in names if name not in by_name]
+    """The entries named (an attack run on several pools is also named by its family: ``Ens`` is every ``Ens@pool``),
+    in the order named."""
+    by_name: dict[str, list] = {}
+    for entry in entries:
+        by_name.setdefault(entry.name, []).append(entry)
+        if getattr(entry, "family", "") not in ("", entry.name):
+            by_name.setdefault(entry.family, []).append(entry)
+    _refuse_unknown(names, by_name, f"unknown {what}", "in this suite", f"it has: {', '.join(by_name)}")
+    chosen = []
+    for entry in (entry for name in names for entry in by_name[name]):
+        if not any(entry is seen for seen in chosen):
+            chosen.append(entry)
+    return tuple(chosen)
+
+
+def _refuse_unknown(names, known, what: str, where: str, listing: str) -> None:
+    """A SuiteError naming the ``names`` not in ``known``, with the closest known names and ``listing``."""
+    unknown = [name for name in names if name not in known]
     if unknown:
-        close = [match for name in unknown for match in difflib.get_close_matches(name, list(by_name), n=2)]
+        close = [match for name in unknown for match in difflib.get_close_matches(name, list(known), n=2)]
         hint = f"; did you mean {', '.join(dict.fromkeys(close))}?" if close else ""
-        raise SuiteError(f"unknown {what} {', '.join(map(repr, unknown))} in this suite{hint} "
-                         f"(it has: {', '.join(by_name)})")
-    return tuple(by_name[name] for name in names)
+        raise SuiteError(f"{what} {', '.join(map(repr, unknown))}{' ' + where if where else ''}{hint} ({listing})")
 
 
 def parse_suite(raw: dict, source: str) -> Suite:
@@ -255,10 +293,11 @@ def parse_suite(raw: dict, source: str) -> Suite:
     threat = _Table(top.get("threat", {}), f"{source} [threat]")
     run = _Table(top.get("run", {}), f"{source} [run]")
     default_surrogates = top.names("surrogates")
+    pools = {name: _names(members, f"{source} [pools]", name) for name, members in top.table("pools").items()}
     models = {name: _model_entry(name, spec, source) for name, spec in top.table("models").items()}
     norm = threat.text("norm", "Linf")
-    attacks = tuple(_attack_entry(i, spec, default_surrogates, norm, source)
-                    for i, spec in enumerate(top.tables("attacks")))
+    attacks = tuple(entry for i, spec in enumerate(top.tables("attacks"))
+                    for entry in _attack_entries(i, spec, default_surrogates, pools, norm, source))
     defenses = tuple(_defense_entry(i, spec, source) for i, spec in enumerate(top.tables("defenses")))
     eps = threat.budgets("eps", norm, ["8/255"])
     suite = Suite(
@@ -268,7 +307,7 @@ def parse_suite(raw: dict, source: str) -> Suite:
         norm=norm, eps=eps,
         headline_eps=_headline(threat, eps, norm),
         seed=_int(run.get("seed", 0), "run.seed"), device=run.text("device", "auto"),
-        train=top.table("train"), models=models, attacks=attacks, defenses=defenses)
+        train=top.table("train"), models=models, attacks=attacks, defenses=defenses, pools=pools)
     for table in (top, data, threat, run):
         table.reject_unknown()
     for attack in attacks:  # checked here, not after --eps/--defenses overrides, which may take its subset away
@@ -347,8 +386,10 @@ def _model_entry(name: str, spec, source: str) -> ModelEntry:
                        checkpoint=checkpoint, train=table.table("train"),
                        seed=_int(table.get("seed", 0), f"models.{name}.seed"), source=table.text("source", ""),
                        require_checkpoint=bool(table.get("require_checkpoint", False)),
-                       method=method, bases=table.names("from"), params=table.table("params"))
+                       method=method, bases=table.names("from"), params=table.table("params"),
+                       threat_model=table.text("threat_model", "Linf"))
     table.reject_unknown()
+    _check_external(entry, table.where, "threat_model" in table.raw)
     if entry.require_checkpoint and not entry.checkpoint:
         raise SuiteError(f"{table.where}: require_checkpoint needs a checkpoint name")
     if method and (entry.checkpoint or entry.require_checkpoint or entry.arch):
@@ -359,35 +400,73 @@ def _model_entry(name: str, spec, source: str) -> ModelEntry:
     return entry
 
 
+def external_library(arch: str) -> str | None:
+    """The library that loads ``arch`` (``"robustbench:<name>"``, ``"timm:<name>"``); None for a zoo architecture."""
+    library, colon, _ = arch.partition(":")
+    return library if colon and library in EXTERNAL_LIBRARIES else None
+
+
+def _check_external(entry: ModelEntry, where: str, threat_given: bool) -> None:
+    """A ``"<library>:<name>"`` arch names a model and takes none of the zoo's checkpoint and training keys;
+    ``threat_model`` belongs to a RobustBench model and names one of its leaderboards."""
+    library = external_library(entry.arch)
+    if threat_given and library != "robustbench":
+        raise SuiteError(f"{where}: threat_model belongs to a RobustBench model (arch = \"robustbench:<name>\")")
+    if entry.threat_model not in ROBUSTBENCH_THREATS:
+        raise SuiteError(f"{where}: threat_model must be one of {', '.join(ROBUSTBENCH_THREATS)}, "
+                         f"got {entry.threat_model!r}")
+    if library and not entry.arch.partition(":")[2]:
+        raise SuiteError(f"{where}: arch {entry.arch!r} names no model; write {library}:<model name>")
+    if library and (entry.checkpoint or entry.require_checkpoint or entry.train):
+        raise SuiteError(f"{where}: {library} loads {entry.arch!r} with its own pretrained weights; "
+                         "drop checkpoint, require_checkpoint and train")
+
+
 def _names(value, where: str, key: str = "from") -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise SuiteError(f"{where}: {key!r} must be a list of names, got {value!r}")
     return tuple(value)
 
 
-def _attack_entry(index: int, spec, default_surrogates, norm: str, source: str) -> AttackEntry:
+def _attack_entries(index: int, spec, default_surrogates, pools: dict, norm: str, source: str) -> list[AttackEntry]:
+    """The suite's entries for one [[attacks]] table: one, or one per surrogate pool it runs on (``<name>@<pool>``)."""
     table = _Table(spec, f"{source} [[attacks]] #{index + 1}")
     on = table.text("on", "surrogates")
     if on not in ATTACK_TARGETS:
         raise SuiteError(f"{table.where}: on must be one of {', '.join(ATTACK_TARGETS)}, got {on!r}")
-    if on != "surrogates" and "surrogates" in table.raw:
-        raise SuiteError(f"{table.where}: a white-box attack (on = {on!r}) takes no surrogates")
+    for key in ("surrogates", "pools"):
+        if on != "surrogates" and key in table.raw:
+            raise SuiteError(f"{table.where}: a white-box attack (on = {on!r}) takes no {key}")
+    if "surrogates" in table.raw and "pools" in table.raw:
+        raise SuiteError(f"{table.where}: give surrogates or pools, not both")
     defenses = table.get("defenses")
     entry = AttackEntry(name=table.text("name"), attack=table.text("attack"), params=table.table("params"),
                         surrogates=table.names("surrogates", default_surrogates) if on == "surrogates" else (),
                         on=on, eps=table.budgets("eps", norm),
                         eot=_positive_int(table.get("eot", 10), f"{table.where} eot"),
                         defenses=None if defenses is None else _names(defenses, table.where, "defenses"))
+    chosen = table.names("pools", tuple(pools) if "surrogates" not in table.raw else ())
     table.reject_unknown()
-    return entry
+    if on != "surrogates" or not chosen:
+        return [replace(entry, family=entry.name)]
+    _refuse_unknown(chosen, pools, f"{table.where}: unknown pool(s)", "", f"the suite's [pools]: {', '.join(pools)}")
+    return [replace(entry, name=f"{entry.name}@{pool}", surrogates=pools[pool], pool=pool, family=entry.name)
+            for pool in chosen]
 
 
 def _defense_entry(index: int, spec, source: str) -> DefenseEntry:
     table = _Table(spec, f"{source} [[defenses]] #{index + 1}")
     table.require("members")
     entry = DefenseEntry(name=table.text("name"), kind=table.text("kind", "single"), members=table.names("members"),
-                         params=table.table("params"))
+                         params=table.table("params"), certify=table.text("certify", "") or None,
+                         group=table.text("group", "") or None)
     table.reject_unknown()
+    if entry.certify is not None and entry.certify not in CERTIFIERS:
+        raise SuiteError(f"{table.where}: certify must be one of {', '.join(map(repr, CERTIFIERS))}, "
+                         f"got {entry.certify!r}")
+    if entry.certify is not None and entry.kind != "single":
+        raise SuiteError(f"{table.where}: certify needs a defense of kind \"single\" (one plain model), "
+                         f"not {entry.kind!r}")
     return entry
 
 
@@ -414,6 +493,9 @@ def _checked(suite: Suite) -> Suite:
                         (_dupes(d.name for d in suite.defenses), "defense")):
         if names:
             raise SuiteError(f"{where}: {what} names must be unique, repeated: {', '.join(names)}")
+    for pool, members in suite.pools.items():
+        if not members:
+            raise SuiteError(f"{where}: pool {pool!r} has no models")
     if any(a.name.lower() == CLEAN for a in suite.attacks):
         raise SuiteError(f"{where}: the attack name {CLEAN!r} is reserved for the no-attack row")
     for attack in suite.attacks:
@@ -421,16 +503,37 @@ def _checked(suite: Suite) -> Suite:
             raise SuiteError(f"{where}: attack {attack.name!r} has no surrogates (set surrogates = [...])")
 
     for name, entry in suite.models.items():
-        bad = [b for b in entry.bases if b not in suite.models or suite.models[b].method]
+        bad = [b for b in entry.bases if b not in suite.models or suite.models[b].method
+               or external_library(suite.models[b].arch)]  # a derived model is saved and reloaded as zoo weights
         if bad:
-            raise SuiteError(f"{where}: derived model {name!r} needs 'from' = plain models under [models], "
+            raise SuiteError(f"{where}: derived model {name!r} needs 'from' = plain models under [models] (zoo "
+                             "models, neither derived nor loaded by robustbench or timm), "
                              f"got {', '.join(map(repr, bad))}")
     for owner, names in [(f"attack {a.name!r}", a.surrogates) for a in suite.attacks] + \
                         [(f"defense {d.name!r}", d.members) for d in suite.defenses]:
         missing = [n for n in names if n not in suite.models]
         if missing:
             raise SuiteError(f"{where}: {owner} uses model(s) {', '.join(missing)} not defined under [models]")
+    _check_disjoint(suite)
     return suite
+
+
+def _lineage(suite: Suite, names) -> set[str]:
+    """``names`` and the bases they are derived from (an LGV collection, a fine-tuned or DVERGE ensemble)."""
+    return {n for name in names for n in (name, *suite.models[name].bases)}
+
+
+def _check_disjoint(suite: Suite) -> None:
+    """No model (or a model derived from it) is both a surrogate and a target of the same transfer attack."""
+    for attack in (a for a in suite.attacks if not a.whitebox):
+        surrogates = _lineage(suite, attack.surrogates)
+        for defense in (d for d in suite.defenses if attack.runs_on(d.name)):
+            shared = sorted(surrogates & _lineage(suite, defense.members))
+            if shared:
+                raise SuiteError(f"{suite.source}: model(s) {', '.join(shared)} would be both a surrogate of attack "
+                                 f"{attack.name!r} and a target in defense {defense.name!r}: a transfer attack "
+                                 "must not see its target (take it out of the pool, or name the attack's "
+                                 "defenses = [...] without it)")
 
 
 def _dupes(names) -> list[str]:

@@ -199,7 +199,8 @@ def resolve_models(suite: Suite, data, config, device) -> tuple[dict, dict]:
                 recipe = TrainRecipe.from_dict({**suite.train, **entry.train})
             except ValueError as error:
                 raise SuiteError(f"{suite.source}: bad training recipe for model {name!r}: {error}") from None
-            spec = ModelSpec(name=name, arch=entry.arch, checkpoint=entry.checkpoint, recipe=recipe, seed=entry.seed)
+            spec = ModelSpec(name=name, arch=entry.arch, checkpoint=entry.checkpoint, recipe=recipe, seed=entry.seed,
+                             threat_model=entry.threat_model)
             model, provenance[name] = resolve_model(spec, data, config.models_dir, config.cache_dir, device=device,
                                                     progress=config.progress)
             models[name] = model.to(device).eval()

@@ -1,4 +1,6 @@
 """The command line: --help, and one clear line with exit code 2 for every kind of bad input."""
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +68,47 @@ def test_bad_input_is_one_line_and_exit_2(args, expected, tmp_path, monkeypatch,
     assert code == 2
     assert len(err) == 1 and expected in err[0]
     assert not (tmp_path / "leaderboards").exists(), "no partial leaderboard"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="no /proc here")
+def test_an_out_folder_that_cannot_be_made_stops_the_run_before_any_model_is_loaded(tmp_path, slice_path,
+                                                                                    models_path):
+    """As a user sees it: root may write /proc by os.access, but no folder can be made there."""
+    done = subprocess.run([sys.executable, str(REPO / "run_all.py"), "--suite", "smoke", "--data", str(slice_path),
+                           "--models", str(models_path), "--out", "/proc/forbidden"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write the run folder (--out) /proc/forbidden: ")
+    assert "[zoo]" not in done.stdout, "no model is loaded"
+
+
+@pytest.mark.parametrize("args,folder,expected", [
+    (["--cache", "blocker/cache"], None,
+     "model cache (--cache or $RBE_CACHE) {cwd}/blocker/cache: it cannot be created: {cwd}/blocker is not a folder"),
+    (["--out", "run"], "run/results.sqlite", "results store (in --out) {cwd}/run/results.sqlite: it is a folder"),
+    (["--leaderboard-dir", "board"], "board/per_example.csv.gz",
+     "per-example file (in --leaderboard-dir) {cwd}/board/per_example.csv.gz: it is a folder"),
+])
+def test_every_path_the_run_writes_is_checked_before_any_model_is_loaded(args, folder, expected, tmp_path, monkeypatch,
+                                                                         capsys, slice_path, models_path):
+    from robustbench_ens import workspace
+
+    monkeypatch.setattr(workspace, "resolve_models", lambda *a, **k: pytest.fail("models were loaded"))
+    monkeypatch.setenv("RBE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    if folder:
+        (tmp_path / folder).mkdir(parents=True)
+    code = main(["--suite", "smoke", "--data", str(slice_path), "--models", str(models_path), "--no-progress",
+                 *args])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err.strip().splitlines() == [f"error: cannot write the {expected.format(cwd=Path.cwd())}; "
+                                        "pass a folder you can write"]
+    assert "[zoo]" not in out
+    assert {p.name for p in tmp_path.iterdir()} <= {"blocker", "run", "board"}, "the checks leave no folder behind"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
@@ -144,6 +187,9 @@ def test_a_partial_run_leaves_the_suites_leaderboard_alone(tmp_path, monkeypatch
     assert not (tmp_path / "leaderboards").exists()
     assert "4 cells evaluated" in out, "the clean row and Ens at 8/255 (given twice, run once) on 2 defenses"
     assert "1 adversarial set crafted" in out and "0 of the grid's 4 failed" in out
+    data = json.loads((tmp_path / "runs" / "smoke" / "leaderboard" / "leaderboard.json").read_text())["setting"]["data"]
+    assert data["file_sha256"] == hashlib.sha256(slice_path.read_bytes()).hexdigest()
+    assert data["indices"] == "0-3 (the first 4 points of the test set, in the official order)"
 
     import robustbench_ens.runner
 

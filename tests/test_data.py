@@ -1,10 +1,16 @@
+import hashlib
 import pickle
 
 import numpy as np
 import pytest
 import torch
 
-from robustbench_ens.data import DataError, load_cifar10
+from conftest import SHARED
+from robustbench_ens.data import CIFAR10, DataError, load_cifar10
+
+FULL, SLICE = SHARED / "data" / "cifar10.npz", SHARED / "data" / "cifar10_slice.npz"
+FULL_SHA256 = "a44cc18e4ad961b5158c7da062a6232fb65938b615bf013046199b823b75c43d"
+SLICE_SHA256 = "4e048590c325ded6348cc1e5c96ee655ccdd0b664a7228c3b61c29e60fa80662"
 
 
 def _write_batches(folder, n_train_per_batch=4, n_test=6):
@@ -101,3 +107,65 @@ def test_a_plain_file_is_not_taken_for_a_folder(tmp_path):
     path.write_bytes(b"not a dataset")
     with pytest.raises(DataError, match="is a file, not an .npz nor a folder"):
         load_cifar10(path)
+
+
+def test_the_data_files_own_sha256_is_recorded(tmp_path):
+    expected = _write_batches(tmp_path / "cifar-10-batches-py")
+    folder = load_cifar10(tmp_path, download=False)
+    test_batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    assert folder.file_sha256 == hashlib.sha256(test_batch.read_bytes()).hexdigest()
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=folder.x_train, y_train=folder.y_train, x_test=folder.x_test, y_test=folder.y_test)
+    npz = load_cifar10(path)
+    assert npz.file_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert npz.sha256 == folder.sha256, "the arrays' hash does not depend on the file they came from"
+    assert npz.y_test.tolist() == expected["test_batch"][1]
+
+
+def test_indices_text():
+    assert CIFAR10.indices_text(500) == "0-499 (the first 500 points of the test set, in the official order)"
+    assert CIFAR10.indices_text(1) == "0 (the first point of the test set, in the official order)"
+
+
+@pytest.fixture(scope="module")
+def full_data():
+    if not FULL.is_file():
+        pytest.skip(f"no full CIFAR-10 file at {FULL}")
+    return load_cifar10(FULL)
+
+
+def test_the_shared_full_file_sha256(full_data):
+    assert full_data.file_sha256 == FULL_SHA256
+
+
+def test_the_shared_slice_sha256():
+    if not SLICE.is_file():
+        pytest.skip(f"no CIFAR-10 slice at {SLICE}")
+    assert load_cifar10(SLICE).file_sha256 == SLICE_SHA256
+
+
+def test_the_slice_holds_the_published_points_of_the_full_test_set(full_data):
+    """The published leaderboard's points: the first 500 of the official test set, in the slice and the full file."""
+    if not SLICE.is_file():
+        pytest.skip(f"no CIFAR-10 slice at {SLICE}")
+    part = load_cifar10(SLICE)
+    assert len(full_data.y_test) == 10_000
+    assert np.array_equal(part.x_test[:500], full_data.x_test[:500])
+    assert np.array_equal(part.y_test[:500], full_data.y_test[:500])
+
+
+def test_the_setting_table_shows_the_data_file_sha256_and_the_test_indices():
+    from robustbench_ens.leaderboard import build, views
+    from test_leaderboard import make_cells, make_setting
+
+    setting = make_setting()
+    setting["data"].update(file_sha256="ab" * 32, indices=CIFAR10.indices_text(100), n_examples=100)
+    table = views.setting_table(setting, build(make_cells(), setting))
+    items = table.text["Item"].tolist()
+    shown = dict(zip(items, table.text["Value"]))
+    assert shown["Data file sha256"] == "ab" * 32
+    assert shown["Test indices"] == "0-99 (the first 100 points of the test set, in the official order)"
+    assert items[items.index("Data source"):items.index("Threat model")] == [
+        "Data source", "Data file sha256", "Data sha256", "Test points (first n)", "Test points in the cells",
+        "Test indices"]
+    assert not {"data.file_sha256", "data.indices"} & set(items), "each shown once"

@@ -53,7 +53,8 @@ def suite_texts(draw) -> str:
     models = {"a": {"arch": "resnet20_a", **draw(_table("model"))}}
     for name, spec in models.items():
         lines += [f"[models.{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in spec.items()]
-    for kind, base in (("attacks", {"name": "Ens", "attack": "ens"}), ("defenses", {"name": "d", "members": ["a"]})):
+    lines += ["[models.b]", 'arch = "resnet20_b"']  # the target: no model is a surrogate and a target of one attack
+    for kind, base in (("attacks", {"name": "Ens", "attack": "ens"}), ("defenses", {"name": "d", "members": ["b"]})):
         for _ in range(draw(st.integers(0, 2))):
             spec = {**base, **draw(_table(kind[:-1]))}
             lines += [f"[[{kind}]]"] + [f"{k} = {_toml_value(v)}" for k, v in spec.items()]

@@ -94,8 +94,10 @@ def test_ray_gives_the_local_executors_cells_and_crafts_each_set_once(cluster, l
     calls = _calls(faults)
     assert len(calls) == 4 and len(set(calls)) == 4, "each (attack, eps) set is crafted by one task, once"
     pd.testing.assert_frame_equal(_values(tmp_path / "lb"), _values(local_run))
-    for table in ("matrix.csv", "defenses.csv", "attacks.csv"):
+    for table in ("matrix.csv", "defenses.csv", "attacks.csv", "paired_tests.csv"):
         assert (tmp_path / "lb" / table).read_text() == (local_run / table).read_text(), table
+    # the per-example outcomes came back from the workers into the store: the same file, byte for byte
+    assert (tmp_path / "lb" / "per_example.csv.gz").read_bytes() == (local_run / "per_example.csv.gz").read_bytes()
 
     again = run_suite(_config(tmp_path, slice_path_module, models_path_module, executor="ray"))
     assert (again.evaluated, again.skipped, again.crafted) == (0, N_CELLS, [])

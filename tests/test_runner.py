@@ -241,8 +241,9 @@ def test_a_suite_can_name_every_registered_attack(tmp_path, slice_path, models_p
     assert set(params) == set(list_attacks())
     attacks_toml = "\n".join(f'[[attacks]]\nname = "{name}"\nattack = "{name}"\nparams = {{ {p} }}\n'
                              + ('on = "defense"\n' if name in whitebox else "") for name, p in params.items())
+    target = '[models.c]\narch = "resnet20_b"\ncheckpoint = "resnet20_b_baseline_m0"\n'  # not a surrogate
     _, result = _run_two_model_suite(tmp_path, slice_path, models_path, name="all", surrogates='["a", "b"]',
-                                     target="a", extra=attacks_toml)
+                                     target="c", extra=target + attacks_toml)
     assert result.failed == 0 and len(result.crafted) == len(params)
     assert set(result.cells["attack"]) == {"clean", *params}
     setting = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())["setting"]
@@ -413,6 +414,8 @@ def test_retry_failed_runs_only_the_failed_cells_again(tmp_path, slice_path, mod
     assert (retried.retried, retried.evaluated, retried.failed) == (4, 4, 0)
     assert sorted(retried.crafted) == [("Ens-probs", 4 / 255), ("Ens-probs", 8 / 255)] and len(calls) == 2
     assert (retried.cells["status"] == "ok").all() and len(retried.cells) == N_CELLS
+    outcomes = ResultStore(tmp_path / "run" / "results.sqlite").outcomes()
+    assert set(outcomes) == set(retried.cells["cell_id"]), "the retried cells have their per-example outcomes too"
     same = retried.cells.set_index("cell_id").loc[first.cells.loc[first.cells["status"] == "ok", "cell_id"]]
     assert (same["finished_at"].values == first.cells.loc[first.cells["status"] == "ok", "finished_at"].values).all()
 

@@ -67,12 +67,14 @@ name = "t"
 surrogates = ["a"]
 [models.a]
 arch = "resnet20_a"
+[models.b]
+arch = "resnet20_b"
 [[attacks]]
 name = "Ens"
 attack = "ens"
 [[defenses]]
 name = "d"
-members = ["a"]
+members = ["b"]
 """
 
 
@@ -104,10 +106,20 @@ def test_minimal_suite_file(tmp_path):
     ("[threat]\nnorm = \"Linf\"\neps = [4.0]\n", "above 1"),
     ("[threat]\neps = [\"4/255\", \"8/255\"]\nheadline_eps = \"16/255\"\n", "headline_eps '16/255' must be one of eps"),
     ("[threat]\neps = [\"4/25x\"]\n", "threat\\]: eps: eps '4/25x' is not a number"),
+    ("[[defenses]]\nname = \"e\"\nmembers = [\"b\"]\ncertify = \"crown\"\n",
+     "certify must be one of 'ibp', got 'crown'"),
+    ("[[defenses]]\nname = \"e\"\nkind = \"ensemble\"\nmembers = [\"b\"]\ncertify = \"ibp\"\n",
+     "certify needs a defense of kind \"single\""),
 ])
 def test_bad_suite_files(tmp_path, extra, match):
     with pytest.raises(SuiteError, match=match):
         load_suite(str(_write(tmp_path, MINIMAL + extra)))
+
+
+def test_a_single_defense_may_ask_for_a_certified_floor(tmp_path):
+    suite = load_suite(str(_write(tmp_path, MINIMAL.replace('members = ["b"]', 'members = ["b"]\ncertify = "ibp"'))))
+    assert suite.defenses[0].certify == "ibp"
+    assert load_suite(str(_write(tmp_path, MINIMAL))).defenses[0].certify is None
 
 
 def test_invalid_toml_and_missing_file(tmp_path):
@@ -120,11 +132,11 @@ def test_invalid_toml_and_missing_file(tmp_path):
 
 
 def test_a_derived_model_brings_its_bases(tmp_path):
-    text = MINIMAL.replace('surrogates = ["a"]', 'surrogates = ["l"]') + \
-        '[models.b]\narch = "resnet20_b"\n' \
+    text = MINIMAL.replace('surrogates = ["a"]', 'surrogates = ["l"]').replace('members = ["b"]', 'members = ["c"]') + \
+        '[models.c]\narch = "resnet20_b"\n' \
         '[models.l]\nmethod = "lgv"\nfrom = ["b", "a"]\nparams = { samples_per_epoch = 2 }\ntrain = { epochs = 3 }\n'
     suite = load_suite(str(_write(tmp_path, text)))
-    assert suite.model_names() == ["b", "a", "l"]
+    assert suite.model_names() == ["b", "a", "l", "c"]
     entry = suite.models["l"]
     assert (entry.method, entry.bases, entry.params, entry.train) == ("lgv", ("b", "a"), {"samples_per_epoch": 2},
                                                                       {"epochs": 3})
@@ -138,13 +150,13 @@ def test_white_box_entries_and_eps_subsets(tmp_path):
     assert not transfer.whitebox and transfer.eps_values(suite.eps) == [4 / 255, 8 / 255]
     assert pgd.whitebox and (pgd.on, pgd.eot, pgd.surrogates) == ("adaptive", 4, ())
     assert pgd.eps_values(suite.eps) == [8 / 255]
-    assert suite.model_names() == ["a"]
+    assert suite.model_names() == ["a", "b"]
     narrowed = apply_overrides(suite, eps=["4/255"])  # a CLI --eps may leave an attack without its budgets
     assert narrowed.attacks[1].eps_values(narrowed.eps) == []
 
 
 def test_an_attack_can_run_on_a_subset_of_defenses(tmp_path):
-    text = MINIMAL + '[[defenses]]\nname = "e"\nmembers = ["a"]\n' + \
+    text = MINIMAL + '[[defenses]]\nname = "e"\nmembers = ["b"]\n' + \
         '[[attacks]]\nname = "AA"\nattack = "autoattack"\non = "defense"\ndefenses = ["e"]\n'
     suite = load_suite(str(_write(tmp_path, text)))
     ens, aa = suite.attacks
@@ -175,3 +187,62 @@ def test_a_suite_extends_another(tmp_path):
         load_suite(str(tmp_path / "l2.toml"))
     shipped = load_suite("cifar10_l2")
     assert shipped.norm == "L2" and shipped.defenses == load_suite("cifar10").defenses
+
+
+POOLS = MINIMAL.replace('surrogates = ["a"]', '') + """
+[pools]
+homo = ["a", "h"]
+hetero = ["a", "v"]
+[models.h]
+arch = "resnet32_a"
+[models.v]
+arch = "vit_tiny_p4"
+[[attacks]]
+name = "CWA"
+attack = "cwa"
+pools = ["hetero"]
+[[attacks]]
+name = "I-FGSM"
+attack = "lgv"
+surrogates = ["h"]
+[[attacks]]
+name = "PGD"
+attack = "pgd"
+on = "defense"
+"""
+
+
+def test_every_transfer_attack_runs_on_each_pool_unless_it_names_its_own(tmp_path):
+    suite = load_suite(str(_write(tmp_path, POOLS)))
+    assert [a.name for a in suite.attacks] == ["Ens@homo", "Ens@hetero", "CWA@hetero", "I-FGSM", "PGD"]
+    ens_homo, ens_hetero, cwa, ifgsm, pgd = suite.attacks
+    assert (ens_homo.pool, ens_homo.surrogates, ens_homo.family) == ("homo", ("a", "h"), "Ens")
+    assert (ens_hetero.pool, ens_hetero.surrogates) == ("hetero", ("a", "v"))
+    assert (cwa.pool, ifgsm.pool, ifgsm.surrogates, pgd.pool, pgd.surrogates) == ("hetero", None, ("h",), None, ())
+    assert suite.pools == {"homo": ("a", "h"), "hetero": ("a", "v")}
+    # --attacks takes an attack's family name (every pool) or one pool's entry
+    assert [a.name for a in apply_overrides(suite, attacks=["Ens"]).attacks] == ["Ens@homo", "Ens@hetero"]
+    assert [a.name for a in apply_overrides(suite, attacks=["CWA@hetero", "PGD"]).attacks] == ["CWA@hetero", "PGD"]
+    with pytest.raises(SuiteError, match="did you mean Ens@homo"):
+        apply_overrides(suite, attacks=["Ens@homa"])
+
+
+@pytest.mark.parametrize("old,new,match", [
+    ('pools = ["hetero"]', 'pools = ["heteros"]', "unknown pool\\(s\\) 'heteros'; did you mean hetero"),
+    ('pools = ["hetero"]', 'pools = ["hetero"]\nsurrogates = ["a"]', "surrogates or pools, not both"),
+    ('on = "defense"', 'on = "defense"\npools = ["homo"]', "takes no pools"),
+    ('homo = ["a", "h"]', 'homo = []', "pool 'homo' has no models"),
+    ('homo = ["a", "h"]', 'homo = ["a", "zz"]', "zz not defined"),
+    ('members = ["b"]', 'members = ["v"]',
+     "model\\(s\\) v would be both a surrogate of attack 'Ens@hetero' and a target"),
+])
+def test_bad_pools(tmp_path, old, new, match):
+    with pytest.raises(SuiteError, match=match):
+        load_suite(str(_write(tmp_path, POOLS.replace(old, new, 1))))
+
+
+def test_a_model_derived_from_a_surrogate_is_no_target_either(tmp_path):
+    text = MINIMAL.replace('members = ["b"]', 'members = ["f"]') + \
+        '[models.f]\nmethod = "finetune"\nfrom = ["a"]\n'
+    with pytest.raises(SuiteError, match="model\\(s\\) a would be both a surrogate of attack 'Ens'"):
+        load_suite(str(_write(tmp_path, text)))

@@ -7,12 +7,18 @@ the defense's gradient). Where the cells say otherwise,
 the defense's white-box numbers are suspect (masked or obfuscated gradients) and its row gets
 a warning. Checks need the cells they compare: a white-box attack at several eps, at a large
 eps, the same attack with more steps, and transfer attacks at the same eps.
+
+A certified floor is checked too (:func:`certificate_checks`): a point that interval bound propagation certifies at
+eps (:mod:`robustbench_ens.certify`) stays right under every perturbation in its eps-ball, so an attack at that
+eps or a smaller one that turns it wrong reveals an eps or evaluation bug, not a strong attack.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .format import fmt_eps
+import numpy as np
+
+from .format import fmt_eps, plural
 
 if TYPE_CHECKING:
     from .tables import Leaderboard
@@ -51,6 +57,29 @@ def masking_warnings(lb: Leaderboard, setting: dict) -> dict[str, list[str]]:
         found += _steps_warnings(lb, setting, defense)
         warnings[defense] = found
     return warnings
+
+
+def certificate_checks(lb: Leaderboard) -> dict[str, dict[float, list[str] | None]]:
+    """Per certified defense and eps of its certificate, the attacks that break it, each as one sentence: an attack
+    at that eps or a smaller one (whose ball lies inside) that turns a certified point wrong (right clean, wrong
+    adversarial). An empty list: every attack with per-example outcomes there respected it; None: none had them.
+    A worst case below the certified accuracy is such a break, so it needs no rule of its own."""
+    checks: dict[str, dict[float, list[str] | None]] = {}
+    for (defense, certified_eps), certified in lb.certificates.items():
+        broken: dict[tuple[str, float], np.ndarray] = {}  # (attack, eps) -> the certified points it breaks, any seed
+        for (eps, attack, name, _), run in lb.runs.items():
+            if name == defense and attack in lb.attacks and eps <= certified_eps and run.outcome is not None:
+                clean, adv = (np.asarray(o, dtype=bool) for o in run.outcome)  # ~ on 0/1 ints is no not
+                if len(clean) != len(certified):
+                    raise ValueError(f"the certificate of {defense!r} at {fmt_eps(certified_eps)} covers "
+                                     f"{len(certified)} points, the outcomes of {attack} at {fmt_eps(eps)} "
+                                     f"{len(clean)}")
+                broken[attack, eps] = broken.get((attack, eps), False) | (certified & clean & ~adv)
+        checks.setdefault(defense, {})[certified_eps] = None if not broken else [
+            f"attack {attack} at {fmt_eps(eps)} turns {plural(int(points.sum()), 'point')} wrong that IBP certifies "
+            f"at {fmt_eps(certified_eps)}: an eps or evaluation bug" for (attack, eps), points in broken.items()
+            if points.any()]
+    return checks
 
 
 def _steps_warnings(lb: Leaderboard, setting: dict, defense: str) -> list[str]:

@@ -8,16 +8,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+
 from . import views
 from .format import canonical_eps, fmt_eps, fmt_value, is_missing, plural
+from .per_example import FILENAME as PER_EXAMPLE
 from .tables import Leaderboard
+from .worst_case import THREAT_TITLES
 
 HEATMAP = "heatmap.png"
 ROBUST_VS_EPS = "robust_vs_eps.png"
 DOWNLOADS = (("matrix.csv", "robust accuracy matrix, wide per eps"),
-             ("defenses.csv", "defense ranking"),
-             ("attacks.csv", "attack ranking"),
+             ("defenses.csv", "defense rankings: per-example worst case overall and per threat model, best single "
+                              "attack"),
+             ("attacks.csv", "attack ranking, with 95 % intervals"),
              ("cells.csv", "every grid cell as run, failed ones included"),
+             (PER_EXAMPLE, "every cell's per-example outcomes (see below)"),
+             ("success.csv", "each cell's success rate over correct and over all points, with 95 % Wilson intervals"),
+             ("paired_tests.csv", "every pair of transfer attacks: per-defense McNemar and pooled bootstrap tests"),
              ("leaderboard.json", "everything above, machine-readable"),
              ("entries.json", "one RobustBench-style entry per defense: clean, AutoAttack and worst-case accuracy"),
              ("index.html", "this page as one self-contained HTML file"))
@@ -129,10 +137,10 @@ def caveat(lb: Leaderboard, setting: dict) -> str:
     if whitebox:
         parts.append("White-box attacks are crafted on each defense itself (adaptive ones on the mean of its "
                      "members' or predictors' logits, in place of its aggregation), with EOT against a defense "
-                     "whose forward pass is random, and evaluated on the defense; a defense's headline is its worst "
-                     "case over all attacks. '⚠ gradient masking?' marks a defense whose results fail a sanity "
-                     "check (a transfer or black-box attack beating every white-box one, robust accuracy rising "
-                     "with eps or steps, or not near 0 at a large eps).")
+                     "whose forward pass is random, and evaluated on the defense; a defense's headline is its "
+                     "per-example worst case over all attacks. '⚠ gradient masking?' marks a defense whose results "
+                     "fail a sanity check (a transfer or black-box attack beating every white-box one, robust "
+                     "accuracy rising with eps or steps, or not near 0 at a large eps).")
     if "black-box" in kinds:
         parts.append("Black-box attacks query each defense's outputs and never read a gradient, so masked "
                      "gradients do not stop them.")
@@ -158,32 +166,69 @@ def _transfer_only_note(lb: Leaderboard) -> str:
             "an upper bound." if bare else "")
 
 
-def _above_smaller_eps_note(lb: Leaderboard) -> str:
-    """Explains the '†' mark, if some worst case carries it."""
-    marked = any(lb.above_smaller_eps(e, d) for d in lb.defenses for e in lb.eps_list)
-    return (" '†' marks a worst case above the defense's worst case at a smaller eps: an example inside the smaller "
-            "ball lies inside this one too, so fewer or weaker attacks ran here, and the smaller eps's worst case "
-            "bounds this one as well." if marked else "")
+WORST_CASE_RULE = ("A point counts as robust only if the defense classifies it correctly clean and no attack at that "
+                   "eps or a smaller one turns it wrong (an example inside the smaller ball lies inside the larger "
+                   "one); the worst case is the share of such points, taken per example as RobustBench and AutoAttack "
+                   "count, not the lowest of the attacks' robust accuracies, which is shown beside it as the "
+                   "strongest single attack.")
 
 
-def build_page(lb: Leaderboard, setting: dict) -> list[Block]:
+CERTIFIED_RULE = ("Interval bound propagation (IBP; Gowal et al., 2018) certifies a point at eps when the defense "
+                  "classifies it correctly and provably keeps doing so under every perturbation of Linf norm at most "
+                  "eps that stays in [0, 1]. The certified accuracy, the share of such points, is a floor that no "
+                  "attack can push the robust accuracy below, as the per-example worst case is a ceiling. An attack at "
+                  "that eps or a smaller one that turns a certified point wrong reveals an eps or evaluation bug, not "
+                  "a strong attack: 'no' names it, and the defense's row in the ranking carries a '⚠ certificate "
+                  "broken' note. IBP is looser than the bounds some certified models are trained and published with, "
+                  "so its floor may lie below their published certified accuracy.")
+
+
+def build_page(lb: Leaderboard, setting: dict, paired: pd.DataFrame | None = None) -> list[Block]:
     h = fmt_eps(lb.headline_eps)
     blocks: list[Block] = [Heading(title(lb), 1), Para(summary(lb, setting)), Para(caveat(lb, setting))]
 
     blocks += [Heading("Defense ranking"), Para(
-        f"Defenses ranked by worst-case robust accuracy over all attacks at the headline eps {h} "
-        "(as RobustBench ranks), ties broken by clean accuracy. 'Strongest attack' is the attack "
-        "attaining that worst case; the other eps columns give the worst case there. '≤' marks a "
-        "defense on which some attack failed or was not run: the true worst case may be lower, "
-        "so it is ranked after the complete ones." + _transfer_only_note(lb) + _above_smaller_eps_note(lb)),
+        f"Defenses ranked by their per-example worst-case robust accuracy over all attacks at the headline eps {h} "
+        f"(as RobustBench ranks), ties broken by clean accuracy. {WORST_CASE_RULE} '≤' marks a worst case over an "
+        "incomplete union (some attack failed, did not run, or has no per-example outcomes): the true worst case "
+        "may be lower, so it is ranked after the complete ones." + _transfer_only_note(lb)),
         Table(views.defense_table(lb))]
+
+    if len(lb.rankings) > 2:  # attacks of several kinds: the overall ranking is a union of theirs
+        blocks += [Heading("Rankings by threat model"), Para(
+            "The same per-example worst case, taken separately over each kind of attack: transfer attacks crafted on "
+            "surrogates, which never query the defense (what DVERGE claims robustness against); query-based black-box "
+            "attacks, which read only the defense's outputs; and white-box and adaptive attacks, which differentiate "
+            "the defense or its adaptive view (what RobustBench ranks). 'not evaluated' marks a defense on which no "
+            f"attack of that kind ran at that eps. At {h}:"), Table(views.threat_summary_table(lb))]
+        for threat in (t for t in lb.rankings if t != "overall"):
+            blocks += [Heading(f"Ranking under {THREAT_TITLES[threat]}", 3), Table(views.defense_table(lb, threat))]
+
+    certified = views.certified_table(lb)
+    if certified is not None:
+        blocks += [Heading("Certified lower bounds (IBP)"), Para(CERTIFIED_RULE), Table(certified)]
 
     blocks += [Heading("Attack ranking"), Para(
         f"Attacks ranked by their success rate (the fraction of initially correct points that the "
-        f"attack makes wrong), averaged over the defenses, at {h} and at every other eps. '*' "
+        f"attack makes wrong), averaged over the defenses, at {h} and at every other eps. The 95 % interval is a "
+        "paired bootstrap over test points (2000 resamples, each applied to every defense); 'over all points' is the "
+        "share of all points misclassified after the attack, as TransferAttack reports it, with its interval. Both "
+        f"use the per-example outcomes of seed {fmt_value(lb.seeds[0]) if lb.seeds else '—'}. '*' "
         "marks an average over only some of the defenses (those on which the attack ran, or the subset "
         "the suite runs it on): such attacks are ranked after the others, and their averages are not "
         "comparable with them."), Table(views.attack_table(lb))]
+
+    comparison = views.paired_table(paired, lb.headline_eps, lb.seeds[0]) \
+        if paired is not None and lb.seeds else None
+    if comparison is not None:
+        blocks += [Heading("Transfer attacks compared"), Para(
+            f"Every pair of transfer attacks at {h}, on the same test points of the same defenses (seed "
+            f"{fmt_value(lb.seeds[0])}). 'A − B' is the difference in mean success over the defenses, in points, with "
+            "a 95 % paired bootstrap interval over test points; its p-value is Holm-adjusted over the pairs. The last "
+            "column sums up the per-defense exact McNemar tests on the points that one attack breaks and the other "
+            "does not (Holm-adjusted over every pair and defense at this eps). A verdict names the stronger attack "
+            "only where the adjusted p-value is below 0.05. Every eps, seed and defense: paired_tests.csv."),
+            Table(comparison)]
 
     blocks += [Heading("Robust accuracy matrix"), Para(
         "Robust accuracy (%) of each defense (columns) under each attack (rows), one table per "
@@ -200,9 +245,17 @@ def build_page(lb: Leaderboard, setting: dict) -> list[Block]:
 
     blocks += [Heading("Plots"),
                Image(HEATMAP, "Heatmap of robust accuracy, attacks by defenses"),
-               Image(ROBUST_VS_EPS, "Worst-case robust accuracy versus eps, one line per defense"),
+               Image(ROBUST_VS_EPS, "Per-example worst-case robust accuracy versus eps, one line per defense"),
                Heading("Downloads"), Links(DOWNLOADS + ((HEATMAP, "heatmap"),
-                                                        (ROBUST_VS_EPS, "robust accuracy vs eps")))]
+                                                        (ROBUST_VS_EPS, "robust accuracy vs eps"))),
+               Heading("Per-example file", 3), Para(
+                   f"{PER_EXAMPLE} (gzip'd CSV) has one row per test point per cell, with the columns defense, "
+                   "attack, eps, seed, index, clean_correct and adv_correct: index is the point's position in the "
+                   "test set; clean_correct (0/1) says whether the defense classified it correctly clean, and "
+                   "adv_correct whether it did on the attack's adversarial image; the clean rows have attack = "
+                   "clean and eps = 0. Every ranking above can be recomputed from it: at an eps, a point is robust "
+                   "for a defense if clean_correct is 1 in its clean row and clean_correct and adv_correct are both "
+                   "1 in every row of an attack of the threat model at that eps or a smaller one.")]
 
     blocks += [Heading("Setting"), Table(views.setting_table(setting, lb))]
     for title_, t in (("Attacks", views.attacks_setting_table(setting)),

@@ -127,7 +127,8 @@ def _hatch(x: float, y: float) -> Rectangle:
 
 
 def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
-    """Worst-case robust accuracy over attacks versus eps, one line per defense (eps 0 = clean)."""
+    """Per-example worst-case robust accuracy over all attacks (at each eps and below) versus eps, one line per
+    defense (eps 0 = clean)."""
     fig = Figure(figsize=(8.6, 4.8), layout="constrained")
     ax = fig.subplots()
     xs = [0.0] + list(lb.eps_list)
@@ -153,10 +154,6 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
             ys.append(100 * w["robust_acc"] if not is_missing(w["robust_acc"]) else math.nan)
             err.append(100 * w["robust_acc_std"] if not is_missing(w["robust_acc_std"]) else 0.0)
             complete.append(w["complete"] and not lb.transfer_only(e, d))
-        # a worst case above that of a smaller eps is not more robustness (an example in the smaller ball is in this
-        # one too) but fewer or weaker attacks at this eps: shown hollow and not joined, like an incomplete one
-        weaker = [False] + [lb.above_smaller_eps(e, d) for e in lb.eps_list]
-        complete = [ok and not w for ok, w in zip(complete, weaker)]
         # dodge the lines a little so that overlapping error bars stay apart
         x = np.array([to_x(v) for v in xs]) + dodge * (k - (len(lb.defense_ranking) - 1) / 2)
         y = np.array(ys)
@@ -166,8 +163,7 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
         holes = [i for i, ok in enumerate(complete) if not ok and not math.isnan(y[i])]
         filled = [i for i in range(len(x)) if i not in holes]
         # a transfer-only worst case is not joined to the white-box ones: the line would rise where attacks are fewer
-        joined = np.array([y[0]] + [math.nan if lb.transfer_only(e, d) or w else v
-                                    for e, v, w in zip(lb.eps_list, y[1:], weaker[1:])])
+        joined = np.array([y[0]] + [math.nan if lb.transfer_only(e, d) else v for e, v in zip(lb.eps_list, y[1:])])
         ax.errorbar(x, joined, yerr=np.array(err), color=color, marker=mk, markersize=6, capsize=3,
                     linewidth=1.8, label=label, markevery=filled)
         if holes:
@@ -183,7 +179,7 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
                        rotation_mode="anchor")
     ax.set_xlabel("ε (" + norm_text(setting) + ")" + ("; ε = 0: clean accuracy") +
                   ("; evenly spaced" if uneven else ""))
-    ax.set_ylabel("worst-case robust accuracy (%)")
+    ax.set_ylabel("worst-case robust accuracy (%), per example")
     ax.set_ylim(0, 100)
     if ticks:
         ax.set_xlim(min(ticks) - 0.04 * span, max(ticks) + 0.04 * span)
@@ -193,10 +189,10 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
         if any_incomplete:
             handles.append(Line2D([], [], linestyle="none", marker="o", markersize=7,
                                   markerfacecolor="white", markeredgecolor="#555555"))
-            labels.append("hollow: some attacks failed\nor not run, transfer attacks\nonly, or above a smaller\n"
-                          "ε's worst case (upper bounds)")
+            labels.append("hollow: some attacks failed,\nnot run or without per-\nexample outcomes, or transfer\n"
+                          "attacks only (upper bounds)")
         ax.legend(handles, labels, title="defense (rank)", loc="upper left",
                   bbox_to_anchor=(1.01, 1.0), fontsize=9, title_fontsize=9, frameon=False)
     # over the whole figure, legend included: over the axes alone a long setting line ran off the left edge
-    fig.suptitle(plain("Worst-case robust accuracy over attacks vs ε\n" + setting_line(lb, setting)), fontsize=11)
+    fig.suptitle(plain("Per-example worst case over all attacks vs ε\n" + setting_line(lb, setting)), fontsize=11)
     return _png(fig)

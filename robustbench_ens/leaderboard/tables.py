@@ -9,11 +9,14 @@ text is the job of :mod:`.views`. Rules, stated once:
   failed keeps the mean of the others and status ``partial``. Nothing failed is ever
   turned into a number.
 * The row with attack ``clean`` (eps 0) is the no-attack row: the defense's clean accuracy.
-* Defense ranking (as RobustBench): at each eps, the worst case over attacks of the
-  seed-mean robust accuracy; the strongest attack is the one attaining it, and the ``±``
-  is that cell's std. If some attack failed or did not run for the defense, the worst case
-  over the others is only an upper bound: the defense is marked incomplete and ranked
-  after the complete ones.
+* Defense rankings (as RobustBench): one per threat model (transfer, black-box, white-box
+  and adaptive, and overall), each by the **per-example** worst case of :mod:`.worst_case`:
+  at each eps a point is robust only if it is right clean and no attack of that threat model
+  at that eps or a smaller one turns it wrong. The strongest single attack (the per-attack
+  matrix's minimum) is kept beside it. If some attack of the union failed, did not run or
+  has no per-example outcomes, the worst case is only an upper bound: the defense is
+  marked incomplete and ranked after the complete ones; with no attack of the threat model
+  at an eps it is "not evaluated" there, and ranked last.
 * Attack ranking: at each eps, the mean over defenses of the seed-mean success rate; the
   ``±`` is the std over seeds of the per-seed mean over defenses, using the seeds that ran
   on every one of those defenses (no ``±`` when fewer than two did). Attacks that failed or
@@ -30,8 +33,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .checks import masking_warnings
-from .format import canonical_eps, fmt_eps, is_missing
+from .checks import certificate_checks, masking_warnings
+from .comparisons import mean_success
+from .format import canonical_eps, fmt_eps
+from .worst_case import THREAT_MODELS, worst_case
 
 CLEAN = "clean"
 METRICS = ("clean_acc", "robust_acc", "success_rate", "linf_mean", "linf_max",
@@ -72,6 +77,15 @@ class Stat:
 
 
 MISSING = Stat()
+
+
+@dataclass(frozen=True)
+class Run:
+    """One (eps, attack, defense, seed) cell as the worst case reads it."""
+
+    ok: bool
+    robust_acc: float
+    outcome: tuple[np.ndarray, np.ndarray] | None  # (clean_correct, adv_correct) over the test points, if stored
 
 
 def stat_of(values: pd.Series, failed: int) -> Stat:
@@ -155,13 +169,23 @@ class Leaderboard:
     success: dict[tuple, Stat]                  # (eps, attack, defense) -> success rate
     clean_cell: dict[str, Stat]                 # the clean row itself, per defense
     clean_acc: dict[str, Stat]                  # best available clean accuracy per defense
-    defense_ranking: list[dict] = field(default_factory=list)
+    runs: dict[tuple, Run] = field(default_factory=dict)  # (eps, attack, defense, seed) -> the cell
+    rankings: dict[str, list[dict]] = field(default_factory=dict)  # threat model (of those that ran) -> its ranking
+    defense_ranking: list[dict] = field(default_factory=list)  # rankings["overall"]
     attack_ranking: list[dict] = field(default_factory=list)
     n_points: list[int] = field(default_factory=list)
     seeds: list = field(default_factory=list)
     masking: dict[str, list[str]] = field(default_factory=dict)  # defense -> failed gradient-masking checks
     planned: dict[str, frozenset] = field(default_factory=dict)  # attack -> the defenses it runs on, if not all
     kinds: dict[str, str] = field(default_factory=dict)  # attack -> transfer, white-box, adaptive or black-box
+    groups: dict[str, str] = field(default_factory=dict)  # defense -> the group the suite puts it in, if any
+    certificates: dict[tuple, np.ndarray] = field(default_factory=dict)  # (defense, eps) -> its certified points
+    certificate_checks: dict[str, dict[float, list[str] | None]] = field(default_factory=dict)  # see checks.py
+
+    def certified_acc(self, defense: str, eps: float | None) -> float | None:
+        """The share of points certified for ``defense`` at ``eps`` (None: no certificate there)."""
+        points = self.certificates.get((defense, eps))
+        return None if points is None else float(points.mean())
 
     def runs_on(self, attack: str, defense: str) -> bool:
         """Whether the suite runs ``attack`` on ``defense`` (an attack may name a subset of defenses)."""
@@ -171,21 +195,19 @@ class Leaderboard:
         return self.kinds.get(attack, "transfer")
 
     def transfer_only(self, eps: float, defense: str) -> bool:
-        """Whether, in a suite with attacks of other kinds, only transfer attacks gave ``defense`` a number at
-        ``eps``: its worst case there is an upper bound on its white-box robustness."""
+        """Whether, in a suite with attacks of other kinds, only transfer attacks gave ``defense`` a number at ``eps``
+        or a smaller eps: its worst case there is an upper bound on its white-box robustness."""
         if all(kind == "transfer" for kind in self.kinds.values()):
             return False
-        return not any(self.kind(a) != "transfer" and self.robust.get((eps, a, defense), MISSING).has_value
-                       for a in self.attacks_at.get(eps, []))
+        return not any(self.kind(a) != "transfer" and self.robust.get((e, a, defense), MISSING).has_value
+                       for e in self.eps_list if e <= eps for a in self.attacks_at.get(e, []))
 
-    def above_smaller_eps(self, eps: float, defense: str) -> bool:
-        """Whether ``defense``'s worst case at ``eps`` is above its worst case at a smaller eps. An example inside the
-        smaller ball lies inside this one too, so that is not more robustness but fewer or weaker attacks at ``eps``:
-        the smaller eps's worst case bounds this one as well."""
-        by_eps = next(r["by_eps"] for r in self.defense_ranking if r["defense"] == defense)
-        value = by_eps[fmt_eps(eps)]["robust_acc"]
-        smaller = [by_eps[fmt_eps(e)]["robust_acc"] for e in self.eps_list if e < eps]
-        return not is_missing(value) and any(not is_missing(v) and value > v for v in smaller)
+    def run(self, eps: float, attack: str, defense: str, seed) -> Run | None:
+        return self.runs.get((eps, attack, defense, seed))
+
+    def seeds_of(self, defense: str) -> list:
+        """The seeds that have some cell of ``defense``."""
+        return sorted({key[3] for key in self.runs if key[2] == defense}, key=lambda s: (str(type(s)), s))
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -229,24 +251,6 @@ def _clean_stats(df: pd.DataFrame, defenses: list[str]) -> tuple[dict, dict]:
     return cell, best
 
 
-def _worst_case(lb: Leaderboard, eps: float, d: str) -> dict[str, Any]:
-    attacks = [a for a in lb.attacks_at.get(eps, []) if lb.runs_on(a, d)]
-    stats = {a: lb.robust.get((eps, a, d), MISSING) for a in attacks}
-    valued = {a: s for a, s in stats.items() if s.has_value}
-    failed = [a for a, s in stats.items() if s.status == "failed"]
-    partial = [a for a, s in stats.items() if s.status == "partial"]
-    absent = [a for a, s in stats.items() if s.status in ("missing", "n/a")]
-    rec = {"eps": eps, "eps_label": fmt_eps(eps), "robust_acc": NAN, "robust_acc_std": NAN,
-           "strongest_attack": None, "complete": bool(valued) and not failed and not absent,
-           "failed_attacks": failed, "partial_attacks": partial, "missing_attacks": absent}
-    if valued:
-        worst = min(s.mean for s in valued.values())
-        tied = [a for a, s in valued.items() if math.isclose(s.mean, worst, abs_tol=1e-12)]
-        rec.update(robust_acc=worst, robust_acc_std=valued[tied[0]].std,
-                   strongest_attack=", ".join(tied))
-    return rec
-
-
 def _rank(records: list[dict], value: str) -> None:
     """Competition ranks (1, 1, 3) in list order; ties = same completeness and value."""
     prev, rank = None, None
@@ -265,26 +269,26 @@ def _nan_last(v: float, sign: float) -> float:
     return math.inf if v is None or math.isnan(v) else sign * v
 
 
-def defense_ranking(lb: Leaderboard, defenses: list[str]) -> list[dict]:
+def defense_ranking(lb: Leaderboard, defenses: list[str], threat: str = "overall") -> list[dict]:
+    """The defenses ranked by their per-example worst case over the attacks of ``threat`` at the headline eps."""
+    kinds = THREAT_MODELS[threat]
     recs = []
     for d in defenses:
-        by_eps = {fmt_eps(e): _worst_case(lb, e, d) for e in lb.eps_list}
+        by_eps = {fmt_eps(e): worst_case(lb, e, d, kinds) for e in lb.eps_list}
         head = by_eps.get(fmt_eps(lb.headline_eps)) if lb.headline_eps is not None else None
-        head = head or {"robust_acc": NAN, "robust_acc_std": NAN, "strongest_attack": None,
-                        "complete": False, "failed_attacks": [], "partial_attacks": [],
-                        "missing_attacks": []}
+        head = head or worst_case(lb, math.inf, d, ())  # no attack results at all: not evaluated
         c = lb.clean_acc.get(d, MISSING)
         recs.append({
-            "rank": None, "defense": d, "complete": head["complete"],
-            "clean_acc": c.mean, "clean_acc_std": c.std, "clean_status": c.status,
+            "rank": None, "defense": d, "threat_model": threat, "evaluated": head["evaluated"],
+            "complete": head["complete"], "clean_acc": c.mean, "clean_acc_std": c.std, "clean_status": c.status,
             "worst_robust_acc": head["robust_acc"], "worst_robust_acc_std": head["robust_acc_std"],
-            "strongest_attack": head["strongest_attack"],
+            "strongest_attack": head["strongest_attack"], "single_attack_acc": head["single_attack_acc"],
             "failed_attacks": head["failed_attacks"], "partial_attacks": head["partial_attacks"],
-            "missing_attacks": head["missing_attacks"], "by_eps": by_eps,
+            "missing_attacks": head["missing_attacks"], "unpaired_attacks": head["unpaired_attacks"],
+            "by_eps": by_eps,
         })
-    recs.sort(key=lambda r: (math.isnan(r["worst_robust_acc"]), not r["complete"],
-                             _nan_last(r["worst_robust_acc"], -1), _nan_last(r["clean_acc"], -1),
-                             r["defense"]))
+    recs.sort(key=lambda r: (not r["evaluated"], math.isnan(r["worst_robust_acc"]), not r["complete"],
+                             _nan_last(r["worst_robust_acc"], -1), _nan_last(r["clean_acc"], -1), r["defense"]))
     _rank(recs, "worst_robust_acc")
     return recs
 
@@ -305,10 +309,23 @@ def _attack_at(lb: Leaderboard, eps: float, a: str) -> dict[str, Any]:
         full = piv.loc[:, piv.notna().all(axis=0)]
         if full.shape[1] >= 2:
             std = float(full.mean(axis=0).std(ddof=1))
-    return {"eps": eps, "eps_label": fmt_eps(eps), "success_rate": mean, "success_rate_std": std,
+    intervals = _intervals(lb, eps, a)
+    return {"eps": eps, "eps_label": fmt_eps(eps), "success_rate": mean, "success_rate_std": std, **intervals,
             "n_defenses": len(valued), "complete": bool(valued) and not failed and not absent,
             "subset": a in lb.planned, "failed_defenses": failed, "partial_defenses": partial,
             "missing_defenses": absent}
+
+
+def _intervals(lb: Leaderboard, eps: float, attack: str) -> dict[str, float]:
+    """95 % bootstrap intervals of the mean success over defenses (points right clean, and all points), on the first
+    seed's per-example outcomes; NaN without outcomes."""
+    over_correct = mean_success(lb, eps, attack, lb.seeds[0]) if lb.seeds else None
+    over_all = mean_success(lb, eps, attack, lb.seeds[0], over_all=True) if lb.seeds else None
+    return {"ci_low": over_correct["ci_low"] if over_correct else NAN,
+            "ci_high": over_correct["ci_high"] if over_correct else NAN,
+            "success_all": over_all["mean"] if over_all else NAN,
+            "ci_all_low": over_all["ci_low"] if over_all else NAN,
+            "ci_all_high": over_all["ci_high"] if over_all else NAN}
 
 
 def attack_ranking(lb: Leaderboard, setting: dict) -> list[dict]:
@@ -334,9 +351,23 @@ def attack_ranking(lb: Leaderboard, setting: dict) -> list[dict]:
     return recs
 
 
+def _runs(df: pd.DataFrame, outcomes: dict) -> dict[tuple, Run]:
+    """Every cell (after re-runs are resolved) keyed by (eps, attack, defense, seed), with its outcomes if given."""
+    ids = df["cell_id"] if "cell_id" in df.columns else pd.Series(None, index=df.index)
+    return {(eps, attack, defense, seed): Run(bool(ok), float(robust), outcomes.get(cell_id) if ok else None)
+            for eps, attack, defense, seed, ok, robust, cell_id in zip(
+                df["eps"], df["attack"], df["defense"], df["seed"], df["ok"], df["robust_acc"], ids)}
+
+
 def _kinds(setting: dict) -> dict[str, str]:
     return {str(a["name"]): str(a.get("kind", "transfer")) for a in setting.get("attacks") or []
             if isinstance(a, dict) and "name" in a}
+
+
+def _groups(setting: dict) -> dict[str, str]:
+    """Defense -> its group (``group`` in the suite: e.g. adversarially trained), for the defenses that have one."""
+    return {str(d["name"]): str(d["group"]) for d in setting.get("defenses") or []
+            if isinstance(d, dict) and "name" in d and d.get("group")}
 
 
 def _planned(setting: dict) -> dict[str, frozenset]:
@@ -356,8 +387,12 @@ def _headline(setting: dict, eps_list: list[float]) -> float | None:
     return h if h in eps_list else max(eps_list)
 
 
-def build(cells: pd.DataFrame, setting: dict) -> Leaderboard:
-    """Aggregate the cells and compute both rankings."""
+def build(cells: pd.DataFrame, setting: dict, outcomes: dict | None = None,
+          certificates: dict | None = None) -> Leaderboard:
+    """Aggregate the cells and compute the rankings. ``outcomes``: ``cell_id -> (clean_correct, adv_correct)``, the
+    per-example outcomes of the cells (``ResultStore.outcomes``); cells without them bound the worst case only.
+    ``certificates``: ``(defense, eps) -> certified`` (bool per point, :func:`robustbench_ens.certify.certified`),
+    checked against the attacks' outcomes (:func:`.checks.certificate_checks`)."""
     setting = setting or {}
     df = normalize_cells(cells, setting.get("suite"))
     suite = str(setting.get("suite") or (df["suite"].dropna().astype(str).iloc[0]
@@ -377,11 +412,16 @@ def build(cells: pd.DataFrame, setting: dict) -> Leaderboard:
         robust=_cell_stats(att, "robust_acc"), success=_cell_stats(att, "success_rate"),
         clean_cell=clean_cell, clean_acc=clean_acc,
         n_points=sorted({int(n) for n in df["n"].dropna()}), seeds=seeds, planned=_planned(setting),
-        kinds=_kinds(setting))
-    lb.defense_ranking = defense_ranking(lb, defenses)
+        groups=_groups(setting), kinds=_kinds(setting), runs=_runs(df, outcomes or {}),
+        certificates={(str(d), canonical_eps(float(e))): np.asarray(points, dtype=bool)
+                      for (d, e), points in (certificates or {}).items()})
+    lb.rankings = {threat: defense_ranking(lb, defenses, threat) for threat, kinds in THREAT_MODELS.items()
+                   if threat == "overall" or any(lb.kind(a) in kinds for a in attacks)}  # those the suite ran
+    lb.defense_ranking = lb.rankings["overall"]
     lb.defenses = [r["defense"] for r in lb.defense_ranking]
     lb.attack_ranking = attack_ranking(lb, setting)
     lb.masking = masking_warnings(lb, setting)
+    lb.certificate_checks = certificate_checks(lb)
     return lb
 
 
@@ -400,16 +440,31 @@ def _rounded(df: pd.DataFrame, digits: int = 6) -> pd.DataFrame:
 
 
 def defenses_frame(lb: Leaderboard) -> pd.DataFrame:
-    """defenses.csv: the defense ranking, one row per defense, worst case at every eps."""
-    return _ranking_frame(lb.defense_ranking, {"robust_acc": "worst_robust_acc",
-                                               "robust_acc_std": "worst_robust_acc_std",
-                                               "strongest_attack": "strongest_attack", "complete": "complete"})
+    """defenses.csv: the overall defense ranking, one row per defense: the per-example worst case and the strongest
+    single attack at every eps, then each threat model's per-example worst case (``<threat>:worst_robust_acc@eps``,
+    empty where it was not evaluated)."""
+    frame = _ranking_frame(lb.defense_ranking, {"robust_acc": "worst_robust_acc",
+                                                "robust_acc_std": "worst_robust_acc_std",
+                                                "single_attack_acc": "single_attack_acc",
+                                                "strongest_attack": "strongest_attack", "complete": "complete"})
+    for threat, ranking in lb.rankings.items():
+        if threat == "overall":
+            continue
+        by_defense = {r["defense"]: r["by_eps"] for r in ranking}
+        for label in (fmt_eps(e) for e in lb.eps_list):
+            for key in ("robust_acc", "complete"):
+                frame[f"{threat}:{'worst_robust_acc' if key == 'robust_acc' else key}@{label}"] = [
+                    by_defense[d][label][key] if by_defense[d][label]["evaluated"] else None for d in frame["defense"]]
+    return _rounded(frame)
 
 
 def attacks_frame(lb: Leaderboard) -> pd.DataFrame:
     """attacks.csv: the attack ranking, one row per attack, mean success rate at every eps."""
     return _ranking_frame(lb.attack_ranking, {"success_rate": "mean_success_rate",
-                                              "success_rate_std": "mean_success_rate_std", "complete": "complete"})
+                                              "success_rate_std": "mean_success_rate_std", "ci_low": "ci_low",
+                                              "ci_high": "ci_high", "success_all": "mean_success_all",
+                                              "ci_all_low": "ci_all_low", "ci_all_high": "ci_all_high",
+                                              "complete": "complete"})
 
 
 def _ranking_frame(ranking: list[dict], columns: dict[str, str]) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
 from .format import (DASH, FAILED, fmt_eps, fmt_frac_or_pct, fmt_params, fmt_pct,
@@ -20,8 +21,8 @@ from .format import (DASH, FAILED, fmt_eps, fmt_frac_or_pct, fmt_params, fmt_pct
 from .tables import CLEAN, MISSING, Leaderboard, Stat
 
 UPPER = "≤ "  # marks a worst case over an incomplete set of attacks (an upper bound)
-ABOVE_SMALLER_EPS = " †"  # marks a worst case above that at a smaller eps (fewer or weaker attacks ran there)
 INCOMPLETE = " *"
+NOT_EVALUATED = "not evaluated"  # no attack of the threat model ran on the defense at that eps
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,12 @@ def _rank_cell(r: dict) -> Cell:
     return Cell(DASH) if r["rank"] is None else Cell(str(r["rank"]), float(r["rank"]))
 
 
-def _worst_cell(w: dict, above_smaller_eps: bool = False) -> Cell:
+def _worst_cell(w: dict) -> Cell:
+    if not w["evaluated"]:
+        return Cell(NOT_EVALUATED)
     if is_missing(w["robust_acc"]):
         return Cell(FAILED, flag="failed") if w["failed_attacks"] else Cell(DASH)
-    text = fmt_pct(w["robust_acc"], w["robust_acc_std"]) + (ABOVE_SMALLER_EPS if above_smaller_eps else "")
+    text = fmt_pct(w["robust_acc"], w["robust_acc_std"])
     if not w["complete"]:
         return Cell(UPPER + text, _pct(w["robust_acc"]), "incomplete")
     return Cell(text, _pct(w["robust_acc"]))
@@ -98,25 +101,49 @@ def _notes(failed: list, partial: list, missing: list) -> str:
     return "; ".join(parts)
 
 
-def defense_table(lb: Leaderboard) -> DisplayTable:
+def _single_cell(w: dict) -> Cell:
+    """The strongest single attack and its robust accuracy, e.g. ``PGD: 12.4``."""
+    if is_missing(w["single_attack_acc"]):
+        return Cell(DASH)
+    return Cell(f"{w['strongest_attack']}: {fmt_pct(w['single_attack_acc'], w['single_attack_acc_std'])}",
+                _pct(w["single_attack_acc"]))
+
+
+def defense_table(lb: Leaderboard, threat: str = "overall") -> DisplayTable:
+    """The defense ranking of one threat model: the per-example worst case at every eps, and at the headline eps the
+    strongest single attack beside it (what the union of attacks adds is their difference)."""
     h = fmt_eps(lb.headline_eps)
-    worst_col = f"Worst-case robust acc @ {h} (%)"
-    cols = ["Rank", "Defense", "Clean acc (%)", worst_col, "Strongest attack"]
+    worst_col = f"Worst case @ {h} (%)"
+    single_col = f"Strongest single attack @ {h} (%)"
+    cols = ["Rank", "Defense", "Clean acc (%)", worst_col, single_col]
     cols += [f"Worst case @ {fmt_eps(e)} (%)" for e in lb.other_eps]
     rows = []
-    for r in lb.defense_ranking:
-        head = r["by_eps"].get(h, {"robust_acc": math.nan, "robust_acc_std": math.nan,
-                                   "complete": False, "failed_attacks": [], "partial_attacks": [],
-                                   "missing_attacks": []})
+    for r in lb.rankings[threat]:
+        by_eps = r["by_eps"]
+        head = by_eps.get(h) or {"evaluated": False, "single_attack_acc": math.nan}
         row = [_rank_cell(r), Cell(r["defense"]), stat_cell(lb.clean_acc.get(r["defense"], MISSING)),
-               _worst_cell(head, h in r["by_eps"] and lb.above_smaller_eps(lb.headline_eps, r["defense"])),
-               Cell(r["strongest_attack"] or DASH)]
-        row += [_worst_cell(r["by_eps"][fmt_eps(e)], lb.above_smaller_eps(e, r["defense"])) for e in lb.other_eps]
-        notes = _notes_cell({fmt_eps(e): r["by_eps"][fmt_eps(e)] for e in lb.eps_list}, "attacks")
-        rows.append(row + [_with_masking(notes, lb.masking.get(r["defense"], []))])
+               _worst_cell(head), _single_cell(head) if head["evaluated"] else Cell(NOT_EVALUATED)]
+        row += [_worst_cell(by_eps[fmt_eps(e)]) for e in lb.other_eps]
+        notes = _notes_cell({fmt_eps(e): by_eps[fmt_eps(e)] for e in lb.eps_list}, "attacks")
+        overall = threat == "overall"
+        rows.append(row + [_with_warnings(notes, lb.masking.get(r["defense"], []) if overall else [],
+                                          _broken_certificates(lb, r["defense"]) if overall else [])])
     cols, rows = _drop_empty_notes(cols, rows)
-    numeric = {"Rank", "Clean acc (%)", worst_col} | {c for c in cols if c.startswith("Worst case @")}
-    return make_table("defense-ranking", cols, rows, numeric)
+    numeric = {"Rank", "Clean acc (%)", worst_col, single_col} | {c for c in cols if c.startswith("Worst case @")}
+    return make_table(f"defense-ranking-{threat}" if threat != "overall" else "defense-ranking", cols, rows, numeric)
+
+
+def threat_summary_table(lb: Leaderboard) -> DisplayTable:
+    """One row per defense (overall ranking order): its per-example worst case at the headline eps under each threat
+    model, side by side."""
+    h = fmt_eps(lb.headline_eps)
+    threats = [t for t in lb.rankings if t != "overall"] + ["overall"]
+    by_threat = {t: {r["defense"]: r["by_eps"].get(h) for r in lb.rankings[t]} for t in threats}
+    cols = ["Defense", "Clean acc (%)"] + [f"{t} @ {h} (%)" for t in threats]
+    rows = [[Cell(d), stat_cell(lb.clean_acc.get(d, MISSING))]
+            + [_worst_cell(w) if w else Cell(NOT_EVALUATED) for w in (by_threat[t][d] for t in threats)]
+            for d in lb.defenses]
+    return make_table("threat-models", cols, rows, set(cols[1:]))
 
 
 def _notes_cell(by_eps: dict, kind: str) -> Cell:
@@ -124,17 +151,50 @@ def _notes_cell(by_eps: dict, kind: str) -> Cell:
     notes = []
     for label, stats in by_eps.items():
         text = _notes(stats[f"failed_{kind}"], stats[f"partial_{kind}"], stats[f"missing_{kind}"])
+        if stats.get("unpaired_attacks"):
+            text = "; ".join(filter(None, [text, "no per-example outcomes: " + ", ".join(stats["unpaired_attacks"])]))
         if text:
             notes.append(f"{label}: {text}")
     return Cell(" | ".join(notes))
 
 
-def _with_masking(notes: Cell, warnings: list[str]) -> Cell:
-    """The notes, led by a warning for every failed gradient-masking check."""
+def _with_warnings(notes: Cell, masking: list[str], broken: list[str]) -> Cell:
+    """The notes, led by a warning for every failed gradient-masking check and every attack that breaks a point the
+    defense's certificate proves robust."""
+    warnings = [f"{label} {'; '.join(found)}" for label, found in (("⚠ gradient masking?", masking),
+                                                                   ("⚠ certificate broken:", broken)) if found]
     if not warnings:
         return notes
-    text = "⚠ gradient masking? " + "; ".join(warnings)
+    text = " | ".join(warnings)
     return Cell(f"{text} | {notes.text}" if notes.text else text, flag="warning")
+
+
+def _broken_certificates(lb: Leaderboard, defense: str) -> list[str]:
+    """Every sentence of :func:`.checks.certificate_checks` about ``defense``, over the eps of its certificate."""
+    return [text for found in lb.certificate_checks.get(defense, {}).values() for text in found or []]
+
+
+def certified_table(lb: Leaderboard) -> DisplayTable | None:
+    """Per certified defense and eps: the certified accuracy (a floor under any attack), the per-example worst case
+    over the attacks there (a ceiling) and whether every attack respected the floor; None without certificates."""
+    if not lb.certificates:
+        return None
+    worst = {r["defense"]: r["by_eps"] for r in lb.defense_ranking}
+    rows = []
+    for defense, eps in lb.certificates:
+        acc, at_eps = lb.certified_acc(defense, eps), worst.get(defense, {}).get(fmt_eps(eps))
+        rows.append([Cell(defense), Cell(fmt_eps(eps), eps), Cell(fmt_pct(acc), _pct(acc)),
+                     _worst_cell(at_eps) if at_eps else Cell(DASH),
+                     _respected_cell(lb.certificate_checks[defense][eps])])
+    cols = ["Defense", "eps", "Certified acc (%)", "Worst case (%)", "Every attack respects it"]
+    return make_table("certified", cols, rows, {"eps", "Certified acc (%)", "Worst case (%)"})
+
+
+def _respected_cell(broken: list[str] | None) -> Cell:
+    """``yes``, ``no: <the attacks that break it>``, or why it was not checked (see certificate_checks)."""
+    if broken is None:
+        return Cell("not checked: no attack with per-example outcomes")
+    return Cell("no: " + "; ".join(broken), flag="warning") if broken else Cell("yes")
 
 
 def _drop_empty_notes(cols: list[str], rows: list[list[Cell]]) -> tuple[list[str], list[list[Cell]]]:
@@ -147,7 +207,8 @@ def _drop_empty_notes(cols: list[str], rows: list[list[Cell]]) -> tuple[list[str
 def attack_table(lb: Leaderboard) -> DisplayTable:
     h = fmt_eps(lb.headline_eps)
     main = f"Mean success rate @ {h} (%)"
-    cols = ["Rank", "Attack", "Class", "Surrogates", main]
+    over_all = f"Over all points @ {h} (%)"
+    cols = ["Rank", "Attack", "Class", "Surrogates", main, "95 % interval", over_all]
     cols += [f"Mean success @ {fmt_eps(e)} (%)" for e in lb.other_eps]
     cols += ["Defenses"]
     rows = []
@@ -164,14 +225,79 @@ def attack_table(lb: Leaderboard) -> DisplayTable:
         return Cell(text, _pct(s["success_rate"]))
 
     for r in lb.attack_ranking:
+        head = r["by_eps"].get(h) or {}
         row = [_rank_cell(r), Cell(r["attack"]), Cell(r["class"] or DASH),
-               Cell(", ".join(r["surrogates"]) or DASH), rate(r["by_eps"].get(h))]
+               Cell(", ".join(r["surrogates"]) or DASH), rate(r["by_eps"].get(h)),
+               _interval_cell(head.get("ci_low"), head.get("ci_high")),
+               _value_interval_cell(head.get("success_all"), head.get("ci_all_low"), head.get("ci_all_high"))]
         row += [rate(r["by_eps"].get(fmt_eps(e))) for e in lb.other_eps]
         row.append(Cell(f"{r['n_defenses']}/{n_def}", float(r["n_defenses"])))
         rows.append(row + [_notes_cell(r["by_eps"], "defenses")])
     cols, rows = _drop_empty_notes(cols, rows)
-    numeric = {"Rank", main, "Defenses"} | {c for c in cols if c.startswith("Mean success @")}
+    numeric = {"Rank", main, over_all, "Defenses"} | {c for c in cols if c.startswith("Mean success @")}
     return make_table("attack-ranking", cols, rows, numeric)
+
+
+def _interval_cell(low: Any, high: Any) -> Cell:
+    """``[33.6, 42.4]`` (percent), or a dash without an interval."""
+    if is_missing(low) or is_missing(high):
+        return Cell(DASH)
+    return Cell(f"[{fmt_pct(low)}, {fmt_pct(high)}]", _pct(low))
+
+
+def _value_interval_cell(value: Any, low: Any, high: Any) -> Cell:
+    """``37.9 [33.6, 42.4]`` (percent), or a dash."""
+    if is_missing(value):
+        return Cell(DASH)
+    interval = _interval_cell(low, high).text
+    return Cell(fmt_pct(value) + ("" if interval == DASH else f" {interval}"), _pct(value))
+
+
+def _p_text(p: Any) -> str:
+    if is_missing(p):
+        return DASH
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _comparable(a: str, b: str) -> bool:
+    """Whether the page shows the pair: attacks crafted on the same surrogate pool (``Ens@homo`` and ``CWA@homo``), or
+    one attack on two pools (``Ens@homo`` and ``Ens@hetero``); paired_tests.csv has every pair."""
+    (family_a, _, pool_a), (family_b, _, pool_b) = a.partition("@"), b.partition("@")
+    return pool_a == pool_b or family_a == family_b
+
+
+def paired_table(paired: pd.DataFrame, eps: float, seed) -> DisplayTable | None:
+    """The comparison pooled over all defenses of every pair of transfer attacks at ``eps`` (one seed) crafted on the
+    same pool or the same attack on two pools, with the per-defense McNemar verdicts summed up."""
+    if paired.empty:
+        return None
+    here = paired[(paired["eps"] == eps) & (paired["seed"] == seed)]
+    shown = np.array([_comparable(a, b) for a, b in zip(here["attack_a"], here["attack_b"])], dtype=bool)
+    pooled = here[(here["defense"] == "all").to_numpy() & shown]
+    if pooled.empty:
+        return None
+    cols = ["Attack A", "Attack B", "A (%)", "B (%)", "A − B (points) [95 % interval]", "p (Holm)", "Verdict",
+            "Per defense (exact McNemar, Holm)"]
+    rows = []
+    for _, r in pooled.iterrows():
+        per = here[(here["defense"] != "all") & ~here["defense"].str.startswith("group: ")
+                   & (here["attack_a"] == r["attack_a"]) & (here["attack_b"] == r["attack_b"])]
+        rows.append([Cell(r["attack_a"]), Cell(r["attack_b"]), Cell(fmt_pct(r["success_a"]), _pct(r["success_a"])),
+                     Cell(fmt_pct(r["success_b"]), _pct(r["success_b"])),
+                     Cell(f"{100 * r['difference']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]",
+                          100 * r["difference"]),
+                     Cell(_p_text(r["p_holm"]), r["p_holm"]), Cell(r["verdict"]), Cell(_per_defense_text(per))])
+    return make_table(f"paired-{fmt_eps(eps).replace('/', '-')}", cols, rows,
+                      {"A (%)", "B (%)", "A − B (points) [95 % interval]", "p (Holm)"})
+
+
+def _per_defense_text(per: pd.DataFrame) -> str:
+    """E.g. ``Ens stronger on 3 (DVERGE-s0, …); no significant difference on 10``."""
+    parts = []
+    for name, group in per.groupby("verdict", sort=False):
+        defenses = ", ".join(group["defense"])
+        parts.append(f"{name} on {len(group)}" + ("" if name == "no significant difference" else f" ({defenses})"))
+    return "; ".join(sorted(parts, key=lambda text: text.startswith("no significant"))) or DASH
 
 
 def matrix_table(lb: Leaderboard, eps: float) -> DisplayTable:
@@ -232,12 +358,15 @@ def setting_table(setting: dict, lb: Leaderboard) -> DisplayTable:
         ("Suite", s.get("suite"), fmt_value),
         ("Description", s.get("description"), fmt_value),
         ("Data source", _get(s, "data", "source"), fmt_value),
+        ("Data file sha256", _get(s, "data", "file_sha256"), fmt_value),
         ("Data sha256", _get(s, "data", "sha256"), fmt_value),
         ("Test points (first n)", _get(s, "data", "n_examples") or n_cells, fmt_value),
+        ("Test indices", _get(s, "data", "indices"), fmt_value),
         ("Threat model", _get(s, "threat", "norm"), fmt_value),
         ("eps", _get(s, "threat", "eps"), _eps_list),
         ("Headline eps", _get(s, "threat", "headline_eps"), _eps_list),
         ("Seeds", s.get("seeds"), fmt_value),
+        ("Surrogate pools", s.get("pools"), _fmt_pools),
         ("Device", _get(s, "hardware", "device"), fmt_value),
         ("CPU", _get(s, "hardware", "cpu"), fmt_value),
         ("Threads", _get(s, "hardware", "threads"), fmt_value),
@@ -250,11 +379,11 @@ def setting_table(setting: dict, lb: Leaderboard) -> DisplayTable:
         ("Command", s.get("command"), fmt_value),
     ]
     if n_cells and _get(s, "data", "n_examples") and str(_get(s, "data", "n_examples")) != n_cells:
-        items.insert(5, ("Test points in the cells", n_cells, fmt_value))
+        items.insert(6, ("Test points in the cells", n_cells, fmt_value))
     known = {"suite", "description", "data", "threat", "seeds", "hardware", "date", "version",
-             "git_commit", "libraries", "runtime_s", "command", "attacks", "surrogates", "defenses"}
-    sub_known = {"data": {"source", "sha256", "n_examples"}, "threat": {"norm", "eps", "headline_eps"},
-                 "hardware": {"device", "cpu", "threads", "torch"}}
+             "git_commit", "libraries", "runtime_s", "command", "attacks", "surrogates", "defenses", "pools"}
+    sub_known = {"data": {"source", "file_sha256", "sha256", "n_examples", "indices"},
+                 "threat": {"norm", "eps", "headline_eps"}, "hardware": {"device", "cpu", "threads", "torch"}}
     for sec, keys in sub_known.items():  # anything else the setting carries is shown too
         for k, v in (s.get(sec) or {}).items() if isinstance(s.get(sec), dict) else []:
             if k not in keys:
@@ -291,9 +420,17 @@ def _records_table(key: str, items: Any, known: list[tuple[str, str, Callable[[A
 def attacks_setting_table(setting: dict) -> DisplayTable | None:
     return _records_table("setting-attacks", (setting or {}).get("attacks"), [
         ("name", "Attack", fmt_value), ("class", "Class", fmt_value), ("kind", "Kind", fmt_value),
-        ("params", "Parameters", fmt_params), ("surrogates", "Surrogates", fmt_value),
+        ("params", "Parameters", fmt_params), ("pool", "Surrogate pool", fmt_value),
+        ("surrogates", "Surrogates", fmt_value),
         ("eps", "eps", _fmt_eps_list), ("defenses", "Defenses", _fmt_defenses),
         ("eot", "EOT samples (randomised defense)", fmt_value)])
+
+
+def _fmt_pools(pools: Any) -> str:
+    """``homo: a, b; hetero: c, d``."""
+    if not isinstance(pools, dict):
+        return fmt_value(pools)
+    return "; ".join(f"{name}: {fmt_value(members)}" for name, members in pools.items())
 
 
 def _fmt_eps_list(values: Any) -> str:

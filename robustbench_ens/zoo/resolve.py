@@ -4,7 +4,8 @@ Order: (a) ``<checkpoint>.safetensors`` in ``models_dir`` (or a user's ``<checkp
 with ``weights_only=True``); (b) ``<name>-<key>.safetensors``
 in ``cache_dir``, where ``key`` hashes everything that determines the weights (arch, recipe,
 seed, normalisation, data hash); (c) train, then save into the cache. A model that a suite
-names is thus trained once and reused afterwards.
+names is thus trained once and reused afterwards. An arch ``"robustbench:<name>"`` or
+``"timm:<name>"`` is instead a model that library loads with its own pretrained weights (:mod:`.external`).
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import torch
 
+from ..suite import external_library
 from .checkpoints import TORCH_SUFFIXES, CheckpointError, load_checkpoint, registered_arch, save_checkpoint
+from .external import load_external
 from .normalize import Normalized, as_channel_stats
 from .registry import create_model, default_normalization
 from .train import TrainRecipe, train_model
@@ -36,6 +39,7 @@ class ModelSpec:
     seed: int = 0
     mean: tuple | None = None
     std: tuple | None = None
+    threat_model: str = "Linf"  # the RobustBench leaderboard of a "robustbench:<name>" arch
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name):
@@ -82,8 +86,11 @@ def resolve_model(spec: ModelSpec, data, models_dir: Path | None, cache_dir: Pat
 
     ``provenance`` is the checkpoint's record plus ``origin`` (``"models_dir"``, ``"cache"`` or
     ``"trained"``) and ``path`` (the safetensors file). A pretrained file's own normalisation
-    wins over ``spec.mean``/``spec.std``; those only apply to models trained here.
+    wins over ``spec.mean``/``spec.std``; those only apply to models trained here. A model of another
+    library (``"robustbench:<name>"``, ``"timm:<name>"``) comes from :func:`.external.load_external`.
     """
+    if external_library(spec.arch):
+        return load_external(spec, models_dir, cache_dir, device)
     if spec.checkpoint is not None:
         path = pretrained_file(Path(models_dir), spec.checkpoint) if models_dir is not None else None
         if path is not None:

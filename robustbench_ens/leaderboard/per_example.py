@@ -1,0 +1,63 @@
+"""``per_example.csv.gz``: every cell's per-example outcomes, from which every number of the rankings can be recomputed.
+
+One row per test point per cell, columns :data:`COLUMNS`: ``defense, attack, eps, seed,
+index, clean_correct, adv_correct``. ``index`` is the point's position in the test set;
+``clean_correct`` (0/1) says whether the defense classified it correctly clean and
+``adv_correct`` whether it did so on the attack's adversarial image; a point is robust to
+the cell when both are 1. The clean rows have ``attack = "clean"``, ``eps = 0`` and
+``adv_correct = clean_correct``. A failed cell has no rows. ``eps`` is written with
+:func:`repr` (as text in the frame), so it reads back as the float of ``cells.csv``.
+
+The file is gzip-compressed with a zero timestamp, so the same outcomes give the same bytes.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .. import atomic
+
+if TYPE_CHECKING:
+    from .tables import Leaderboard
+
+FILENAME = "per_example.csv.gz"
+COLUMNS = ["defense", "attack", "eps", "seed", "index", "clean_correct", "adv_correct"]
+
+
+def per_example_frame(lb: Leaderboard) -> pd.DataFrame:
+    """The rows of the file: defenses in ranking order; per defense the clean row, then the attacks by eps."""
+    order = {d: i for i, d in enumerate(lb.defenses)}
+    keys = sorted((key for key, run in lb.runs.items() if run.ok and run.outcome is not None),
+                  key=lambda k: (order.get(k[2], len(order)), k[0], k[1] != "clean", _attack_order(lb, k[1]),
+                                 str(k[3])))
+    parts = []
+    for eps, attack, defense, seed in keys:
+        clean, adv = lb.runs[(eps, attack, defense, seed)].outcome
+        n = len(clean)
+        parts.append(pd.DataFrame({"defense": defense, "attack": attack, "eps": repr(float(eps)), "seed": seed,
+                                   "index": np.arange(n), "clean_correct": clean.astype(np.uint8),
+                                   "adv_correct": adv.astype(np.uint8)}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+
+
+def _attack_order(lb: Leaderboard, attack: str) -> int:
+    return lb.attacks.index(attack) if attack in lb.attacks else -1
+
+
+def write_per_example(path: Path, frame: pd.DataFrame) -> Path:
+    """Writes ``frame`` as a reproducible gzip'd CSV, atomically."""
+    text = frame.to_csv(index=False, lineterminator="\n")
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as archive:
+        archive.write(text.encode("utf-8"))
+    return atomic.write_bytes(Path(path), buffer.getvalue())
+
+
+def read_per_example(path: Path) -> pd.DataFrame:
+    """The file as a DataFrame (0/1 columns as int)."""
+    return pd.read_csv(path, dtype={"defense": str, "attack": str})

@@ -1,0 +1,55 @@
+"""scripts/transfer_claims.py: the pooled comparisons with Ens, and across pools, oriented as attack minus reference."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import transfer_claims  # noqa: E402
+
+E8 = 8 / 255
+
+
+def _row(a, b, defense, diff, low, high, p, verdict, success_a=0.5):
+    return {"eps": E8, "seed": 0, "attack_a": a, "attack_b": b, "defense": defense, "n": 500, "success_a": success_a,
+            "success_b": success_a - diff, "difference": diff, "ci_low": low, "ci_high": high, "only_a": 0,
+            "only_b": 0, "p_value": p, "p_holm": p, "test": "paired bootstrap", "verdict": verdict}
+
+
+PAIRED = pd.DataFrame([
+    _row("Ens@homo", "AdaEA@homo", "all", 0.03, 0.01, 0.05, 0.001, "Ens@homo stronger"),
+    _row("Ens@homo", "CWA@homo", "group: adversarially trained", -0.02, -0.03, -0.01, 0.01, "CWA@homo stronger"),
+    _row("Ens@homo", "Ens@hetero", "all", 0.10, 0.08, 0.12, 0.0, "Ens@homo stronger"),
+    _row("CWA@homo", "AdaEA@homo", "all", 0.0, -0.01, 0.01, 1.0, "no significant difference"),  # not a claim
+    _row("Ens@homo", "AdaEA@homo", "VGG", 0.03, 0.01, 0.05, 0.001, "Ens@homo stronger"),  # per defense: not pooled
+])
+
+
+def test_claims_are_oriented_as_attack_minus_reference(tmp_path):
+    rows = transfer_claims.claim_rows(PAIRED).set_index("attack")
+    assert list(rows.index) == ["AdaEA@homo", "CWA@homo", "Ens@hetero"]
+    adaea = rows.loc["AdaEA@homo"]
+    assert (adaea["reference"], adaea["targets"]) == ("Ens@homo", "all")
+    assert adaea["difference"] == pytest.approx(-0.03) and (adaea["ci_low"], adaea["ci_high"]) == pytest.approx(
+        (-0.05, -0.01))
+    assert adaea["verdict"] == "Ens@homo stronger" and adaea["success_attack"] == pytest.approx(0.47)
+    cwa = rows.loc["CWA@homo"]
+    assert cwa["difference"] == pytest.approx(0.02) and cwa["targets"] == "adversarially trained"
+    assert cwa["verdict"] == "CWA@homo stronger"
+    hetero = rows.loc["Ens@hetero"]
+    assert (hetero["comparison"], hetero["reference"], hetero["difference"]) == ("pools", "Ens@homo",
+                                                                                  pytest.approx(-0.10))
+
+
+def test_the_script_writes_its_report_and_refuses_a_folder_without_tests(tmp_path, capsys):
+    PAIRED.to_csv(tmp_path / "paired_tests.csv", index=False)
+    assert transfer_claims.main([str(tmp_path)]) == 0
+    report = (tmp_path / "claims.md").read_text()
+    assert "| 8/255 | AdaEA@homo | Ens@homo | all | 47.0 | 50.0 | -3.0 [-5.0, -1.0] | 0.001 | Ens@homo stronger |" \
+        in report
+    assert len(pd.read_csv(tmp_path / "claims.csv")) == 3
+    assert transfer_claims.main([str(tmp_path / "nowhere")]) == 2
+    assert "run the suite first" in capsys.readouterr().err
