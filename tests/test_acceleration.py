@@ -10,7 +10,7 @@ from defenses import Ensemble
 from robustbench_ens.profiling import PassRecorder
 from robustbench_ens.zoo import create_model
 
-from tests.conftest import TinyNet
+from conftest import TinyNet
 
 
 def test_stacked_members_compute_what_the_models_compute(tiny_models, batch):

@@ -412,8 +412,8 @@ def test_masking_checks_fire_on_a_masked_toy_model_and_stay_quiet_on_a_plain_one
     from torch import nn
 
     from attacks import PGD, Ens
-    from tests.conftest import TinyNet
-    from tests.test_whitebox import Quantised
+    from conftest import TinyNet
+    from test_whitebox import Quantised
 
     net = TinyNet().eval()
     defenses = {"plain": net, "masked": nn.Sequential(Quantised(), net).eval()}

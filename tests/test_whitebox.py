@@ -8,7 +8,7 @@ from torch import nn
 
 from attacks import BPDA, PGD, AutoAttack, Ens
 from defenses import Ensemble, MeanLogitsView, adaptive_view
-from tests.conftest import TinyNet
+from conftest import TinyNet
 
 
 def _batch(n=8, seed=0):

@@ -224,7 +224,8 @@ def build_page(lb: Leaderboard, setting: dict, paired: pd.DataFrame | None = Non
         blocks += [Heading("Transfer attacks compared"), Para(
             f"Every pair of transfer attacks at {h}, on the same test points of the same defenses (seed "
             f"{fmt_value(lb.seeds[0])}). 'A − B' is the difference in mean success over the defenses, in points, with "
-            "a 95 % paired bootstrap interval over test points; its p-value is Holm-adjusted over the pairs. The last "
+            "a 95 % paired bootstrap interval over test points (not adjusted for the number of pairs); its p-value is "
+            "Holm-adjusted over the pairs, and the verdict follows it. The last "
             "column sums up the per-defense exact McNemar tests on the points that one attack breaks and the other "
             "does not (Holm-adjusted over every pair and defense at this eps). A verdict names the stronger attack "
             "only where the adjusted p-value is below 0.05. Every eps, seed and defense: paired_tests.csv."),
