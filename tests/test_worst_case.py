@@ -201,3 +201,17 @@ def test_pairs_are_also_compared_over_each_group_of_defenses(tmp_path):
     assert set(pooled.index) == {"all", "group: robust"}, "CWA failed on e: no pair in the group 'standard'"
     assert pooled.loc["group: robust", "difference"] == pytest.approx(0.0)  # 2 of 9 points each on d
     assert pooled.loc["group: robust", "verdict"] == "no significant difference"
+
+
+def test_a_black_box_attack_has_its_own_ranking_and_joins_the_overall_one():
+    rows = {**ROWS, ("Square", E8, "d"): (CLEAN_D, "1011111110")}  # breaks point 1, the one the others leave
+    cells, outcomes = _table(rows)
+    setting = {**SETTING, "attacks": [{**a, "defenses": ["d"]} if a["name"] == "Square" else a
+                                      for a in SETTING["attacks"]]}
+    lb = build(cells, setting, outcomes)
+    assert list(lb.rankings) == ["overall", "transfer", "black-box", "white-box"]
+    blackbox = {r["defense"]: r for r in lb.rankings["black-box"]}
+    assert blackbox["d"]["worst_robust_acc"] == pytest.approx(0.8) and blackbox["d"]["complete"]
+    assert not blackbox["e"]["evaluated"], "Square ran on d only"
+    overall = {r["defense"]: r for r in lb.defense_ranking}["d"]["by_eps"]["8/255"]
+    assert overall["robust_acc"] == pytest.approx(0.0), "the union with Square leaves no point of d"
