@@ -53,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="cache of models trained by the zoo (default: $RBE_CACHE or "
                              "~/.cache/robustbench_ens/models)")
     parser.add_argument("--attacks", metavar="A,B", type=_names, default=None,
-                        help="run only these attacks of the suite, by their names in the suite; an attack the suite runs "
-                             "on several surrogate pools is NAME@POOL, and NAME alone selects it on every pool")
+                        help="run only these attacks of the suite, by their names in the suite; an attack the suite "
+                             "runs on several surrogate pools is NAME@POOL, and NAME alone selects it on every pool")
     parser.add_argument("--defenses", metavar="D,E", type=_names, default=None,
                         help="evaluate only these defenses of the suite")
     parser.add_argument("--eps", metavar="E,F", type=_names, default=None,

@@ -24,16 +24,16 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from robustbench_ens import atomic  # noqa: E402
+from robustbench_ens.leaderboard.comparisons import GROUP, is_pooled  # noqa: E402
 from robustbench_ens.leaderboard.format import fmt_eps  # noqa: E402
 
 BASELINE = "Ens"
-ALL = "all"
 
 
 def claim_rows(paired: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
     """Every pooled comparison of an attack with ``baseline`` on the same pool, and of each attack on the suite's second
     pool with itself on the first, oriented as ``attack - reference`` (positive: the attack breaks more points)."""
-    pooled = paired[(paired["defense"] == ALL) | paired["defense"].str.startswith("group: ")]
+    pooled = paired[paired["defense"].map(is_pooled)]
     rows = []
     for row in pooled.itertuples():
         (family_a, _, pool_a), (family_b, _, pool_b) = row.attack_a.partition("@"), row.attack_b.partition("@")
@@ -49,7 +49,7 @@ def claim_rows(paired: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
         verdict = row.verdict if row.verdict == "no significant difference" else \
             f"{attack} stronger" if sign * row.difference > 0 else f"{reference} stronger"
         rows.append({"comparison": kind, "eps": row.eps, "attack": attack, "reference": reference,
-                     "targets": row.defense.removeprefix("group: "), "success_attack": row.success_b if flip else
+                     "targets": row.defense.removeprefix(GROUP), "success_attack": row.success_b if flip else
                      row.success_a, "success_reference": row.success_a if flip else row.success_b,
                      "difference": sign * row.difference, "ci_low": low, "ci_high": high, "p_holm": row.p_holm,
                      "verdict": verdict})

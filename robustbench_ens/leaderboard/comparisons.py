@@ -86,7 +86,7 @@ def paired_frame(lb: Leaderboard) -> pd.DataFrame:
         for seed in lb.seeds:
             family = [row for a, b in combinations(transfer, 2) for row in _pair_rows(lb, eps, seed, a, b)]
             for pooled in (False, True):
-                members = [row for row in family if _pooled(row["defense"]) == pooled]
+                members = [row for row in family if is_pooled(row["defense"]) == pooled]
                 for row, adjusted in zip(members, holm([row["p_value"] for row in members])):
                     row["p_holm"] = float(adjusted)
                     row["verdict"] = verdict(row["difference"], adjusted, row["attack_a"], row["attack_b"])
@@ -94,7 +94,8 @@ def paired_frame(lb: Leaderboard) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _pooled(defense: str) -> bool:
+def is_pooled(defense: str) -> bool:
+    """Whether a paired_tests.csv row with this ``defense`` pools several defenses (all, or a group)."""
     return defense == POOLED or defense.startswith(GROUP)
 
 

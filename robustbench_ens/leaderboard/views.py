@@ -18,6 +18,7 @@ import pandas as pd
 
 from .format import (DASH, FAILED, fmt_eps, fmt_frac_or_pct, fmt_params, fmt_pct,
                      fmt_seconds, fmt_value, is_missing)
+from .comparisons import POOLED, is_pooled
 from .tables import CLEAN, MISSING, Leaderboard, Stat
 
 UPPER = "≤ "  # marks a worst case over an incomplete set of attacks (an upper bound)
@@ -273,15 +274,15 @@ def paired_table(paired: pd.DataFrame, eps: float, seed) -> DisplayTable | None:
         return None
     here = paired[(paired["eps"] == eps) & (paired["seed"] == seed)]
     shown = np.array([_comparable(a, b) for a, b in zip(here["attack_a"], here["attack_b"])], dtype=bool)
-    pooled = here[(here["defense"] == "all").to_numpy() & shown]
+    pooled = here[(here["defense"] == POOLED).to_numpy() & shown]
     if pooled.empty:
         return None
     cols = ["Attack A", "Attack B", "A (%)", "B (%)", "A − B (points) [95 % interval]", "p (Holm)", "Verdict",
             "Per defense (exact McNemar, Holm)"]
     rows = []
     for _, r in pooled.iterrows():
-        per = here[(here["defense"] != "all") & ~here["defense"].str.startswith("group: ")
-                   & (here["attack_a"] == r["attack_a"]) & (here["attack_b"] == r["attack_b"])]
+        per = here[~here["defense"].map(is_pooled) & (here["attack_a"] == r["attack_a"])
+                   & (here["attack_b"] == r["attack_b"])]
         rows.append([Cell(r["attack_a"]), Cell(r["attack_b"]), Cell(fmt_pct(r["success_a"]), _pct(r["success_a"])),
                      Cell(fmt_pct(r["success_b"]), _pct(r["success_b"])),
                      Cell(f"{100 * r['difference']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]",

@@ -50,11 +50,6 @@ def union_attacks(lb: Leaderboard, eps: float, defense: str, kinds: tuple[str, .
             if lb.kind(a) in kinds and lb.runs_on(a, defense)]
 
 
-def evaluated(lb: Leaderboard, eps: float, defense: str, kinds: tuple[str, ...]) -> bool:
-    """Whether some attack of ``kinds`` runs on ``defense`` at ``eps`` itself."""
-    return any(e == eps for e, _ in union_attacks(lb, eps, defense, kinds))
-
-
 def worst_case(lb: Leaderboard, eps: float, defense: str, kinds: tuple[str, ...]) -> dict[str, Any]:
     """``defense``'s per-example worst case at ``eps`` over the attacks of ``kinds``, with what it rests on.
 
@@ -73,7 +68,7 @@ def worst_case(lb: Leaderboard, eps: float, defense: str, kinds: tuple[str, ...]
     seeds = lb.seeds_of(defense)
     statuses = {pair: [lb.run(pair[0], pair[1], defense, seed) for seed in seeds] for pair in pairs}
     for pair, runs in statuses.items():
-        label = _label(lb, pair, eps)
+        label = _label(pair, eps)
         oks = [run is not None and run.ok for run in runs]
         if not any(run is not None for run in runs):
             record["missing_attacks"].append(label)
@@ -93,7 +88,7 @@ def worst_case(lb: Leaderboard, eps: float, defense: str, kinds: tuple[str, ...]
     return record
 
 
-def _label(lb: Leaderboard, pair: tuple[float, str], eps: float) -> str:
+def _label(pair: tuple[float, str], eps: float) -> str:
     return pair[1] if pair[0] == eps else f"{pair[1]} @ {fmt_eps(pair[0])}"
 
 
