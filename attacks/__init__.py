@@ -12,8 +12,12 @@ from .ens import Ens
 from .lgv import LGV
 from .pgd import PGD
 from .registry import UnknownAttackError, create_attack, get_attack, list_attacks, register_attack
+from .sgm import SGM
+from .smer import SMER
 from .square import Square
 from .svre import SVRE
+from .transforms import DI, SI, TI, Admix, Transformation
 
-__all__ = ["Attack", "AutoAttack", "BPDA", "MomentumIterativeAttack", "Ens", "CWA", "AdaEA", "SVRE", "LGV", "PGD",
-           "Square", "UnknownAttackError", "create_attack", "get_attack", "list_attacks", "register_attack"]
+__all__ = ["Attack", "AutoAttack", "BPDA", "MomentumIterativeAttack", "Ens", "CWA", "AdaEA", "SVRE", "SMER", "SGM",
+           "LGV", "PGD", "Square", "DI", "TI", "SI", "Admix", "Transformation", "UnknownAttackError", "create_attack",
+           "get_attack", "list_attacks", "register_attack"]

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from .acceleration import member_outputs
-from .base import MomentumIterativeAttack, divided, input_gradient, positive_number
+from .base import MomentumIterativeAttack, divided, positive_number
 from .fusion import fused_loss, normalised_weights
+from .losses import classification_loss
 from .registry import register_attack
-from .transforms import input_diversity
 
 GRANULARITIES = ("sample", "batch")
 
@@ -50,8 +50,16 @@ class AdaEA(MomentumIterativeAttack):
     - Targeted attacks (absent from the official code) score s_k with the negated ratio:
       a one-step example is good when the other models' loss towards the target is low.
 
+    With input transformations (``transforms``, e.g. the paper's optional DI), every model sees
+    the same copies of x_t in a pass (one DI draw shared by the models, as ``Ens`` + DI); g_k and
+    the fused gradient are means over the copies (the graphs of all copies are kept, so memory
+    grows with their number), the AGM scores and the DRF mask are computed from those g_k, and the
+    gradient smoothing (TI) is applied last, to the masked fused gradient. With ``loss="cw"`` the
+    gradients ascend the CW margin while the AGM scores keep the paper's cross-entropy ratios (a
+    ratio of margins, which change sign, is no score).
+
     With ``agm=False`` and ``drf=False`` this is exactly :class:`~attacks.Ens` with logit
-    fusion and the same alpha and decay. Linf only, as in the paper.
+    fusion and the same alpha, decay, transformations and loss. Linf only, as in the paper.
 
     Args:
         models: surrogate ``nn.Module``s (images in [0, 1] -> logits).
@@ -63,20 +71,17 @@ class AdaEA(MomentumIterativeAttack):
         threshold: DRF threshold on the mean cosine similarity (default -0.3).
         agm, drf: switch each module on or off.
         agm_granularity: ``"sample"`` or ``"batch"`` weights.
-        diversity_prob: probability of the DI transform per model and step (default 0: off);
-        resize_rate: DI's smallest resize factor (default 0.9).
-        targeted, random_start, seed: as in :class:`~attacks.Ens`.
+        targeted, random_start, seed, transforms, loss: as in :class:`~attacks.Ens`.
     """
 
     norms = ("Linf",)
 
     def __init__(self, models, *, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 10,
                  decay: float = 0.9, beta: float = 10.0, threshold: float = -0.3, agm: bool = True,
-                 drf: bool = True, agm_granularity: str = "sample", diversity_prob: float = 0.0,
-                 resize_rate: float = 0.9, norm: str = "Linf", targeted: bool = False,
-                 random_start: bool = False, seed: int = 0):
+                 drf: bool = True, agm_granularity: str = "sample", norm: str = "Linf", targeted: bool = False,
+                 random_start: bool = False, seed: int = 0, transforms=(), loss: str = "ce"):
         super().__init__(models, eps=eps, alpha=alpha, steps=steps, decay=decay, norm=norm, targeted=targeted,
-                         random_start=random_start, seed=seed)
+                         random_start=random_start, seed=seed, transforms=transforms, loss=loss)
         if (agm or drf) and len(self.models) < 2:
             raise ValueError("AdaEA's AGM and DRF compare surrogates with each other: give it at least 2 models "
                              "(with one, use Ens, or agm=False and drf=False)")
@@ -84,36 +89,28 @@ class AdaEA(MomentumIterativeAttack):
             raise ValueError(f"agm_granularity must be one of {GRANULARITIES}, got {agm_granularity!r}")
         if not -1 <= threshold <= 1:
             raise ValueError(f"threshold is a cosine similarity and must lie in [-1, 1], got {threshold!r}")
-        if not 0 <= diversity_prob <= 1 or not 0 < resize_rate <= 1:
-            raise ValueError("diversity_prob must lie in [0, 1] and resize_rate in (0, 1]")
         self.beta = positive_number(beta, "beta")
         self.threshold = float(threshold)
         self.agm, self.drf = bool(agm), bool(drf)
         self.agm_granularity = agm_granularity
-        self.diversity_prob, self.resize_rate = float(diversity_prob), float(resize_rate)
 
     def gradient(self, images: torch.Tensor, x_adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        uniform = normalised_weights(None, len(self.models))
         if not (self.agm or self.drf):
-            return input_gradient(lambda x: self.signed(fused_loss(self.logits(x), labels, "logits", uniform)), x_adv)
+            return self.ensemble_gradient(self.models, x_adv, labels, "logits")
         x = x_adv.detach().requires_grad_(True)
-        logits = self.logits(x)  # one forward per model serves the per-model and the fused gradients
-        model_grads = [torch.autograd.grad(self.signed(F.cross_entropy(z, labels)), x, retain_graph=True)[0]
-                       for z in logits]
-        weights = self.agm_weights(images, x_adv, labels, model_grads) if self.agm else uniform
-        grad = torch.autograd.grad(self.signed(fused_loss(logits, labels, "logits", weights)), x)[0]
-        return grad * self.drf_mask(model_grads) if self.drf else grad
+        # one forward per model and copy serves the per-model and the fused gradients
+        logits = [member_outputs(self.models, copy) for copy in self.transformed(x)]
+        model_grads = [self.mean_gradient([self.signed(classification_loss(z[k], labels, self.loss)) for z in logits],
+                                          x, retain_graph=True) for k in range(len(self.models))]
+        weights = self.agm_weights(images, x_adv, labels, model_grads) if self.agm else \
+            normalised_weights(None, len(self.models))
+        grad = self.mean_gradient([self.signed(fused_loss(z, labels, "logits", weights, self.loss)) for z in logits], x)
+        return self.smoothed(grad * self.drf_mask(model_grads) if self.drf else grad)
 
-    def logits(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if self.diversity_prob == 0:
-            return member_outputs(self.models, x)
-        return [self.diverse(model, x) for model in self.models]
-
-    def diverse(self, model, x: torch.Tensor) -> torch.Tensor:
-        """``model`` on x, through its own DI draw when input diversity is on."""
-        if self.diversity_prob > 0:
-            x = input_diversity(x, self.host_generator, self.resize_rate, self.diversity_prob)
-        return model(x)
+    @staticmethod
+    def mean_gradient(losses: list[torch.Tensor], x: torch.Tensor, retain_graph: bool = False) -> torch.Tensor:
+        """The mean over the copies of the gradients of their ``losses`` at ``x``."""
+        return torch.autograd.grad(sum(losses) / len(losses), x, retain_graph=retain_graph)[0]
 
     @torch.no_grad()
     def agm_weights(self, images, x_adv, labels, model_grads) -> list[torch.Tensor]:

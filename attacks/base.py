@@ -19,16 +19,17 @@ Contract (shared by every attack in this package):
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .acceleration import member_outputs
+from .checks import positive_int, positive_number
 from .fusion import fused_loss
+from .losses import check_loss, classification_loss
+from .transforms import resolve_transforms
 
 NORMS = ("Linf", "L2")
 
@@ -87,16 +88,6 @@ class Attack:
         return {key: value for key, value in vars(self).items()
                 if key not in ("models", "generator", "host_generator") and not key.startswith("_")}
 
-    def model_gradient(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The ascent direction of one model's cross-entropy at ``x``."""
-        return input_gradient(lambda z: self.signed(F.cross_entropy(model(z), labels)), x)
-
-    def ensemble_gradient(self, models: Sequence[nn.Module], x: torch.Tensor, labels: torch.Tensor,
-                          fusion: str = "logits", weights=None) -> torch.Tensor:
-        """The ascent direction at ``x`` of ``models``' fused loss (weights as given; uniform if None)."""
-        weights = [1.0 / len(models)] * len(models) if weights is None else weights
-        return input_gradient(lambda z: self.signed(fused_loss(member_outputs(models, z), labels, fusion, weights)), x)
-
     def signed(self, loss: torch.Tensor) -> torch.Tensor:
         """The objective to ascend: the loss, or its negative for a targeted attack."""
         return -loss if self.targeted else loss
@@ -117,22 +108,28 @@ class MomentumIterativeAttack(Attack):
 
     For t = 0 .. steps-1::
 
-        g      = gradient(x, x_t, y)                   # hook: the ensemble's ascent direction at x_t
+        g      = gradient(x, x_t, y)                   # hook: the ensemble's ascent direction at x_t,
+                                                       #   through the input transformations
         m      = decay * m + g / mean(|g|)             # hook: accumulate_momentum
         x_t+1  = project(x_t + step(m))                # hook: step (sign for Linf, L2-normalised for L2)
 
     (x: the clean images, around which every projection is taken.)
 
-    A subclass overrides only what differs from this loop (usually :meth:`gradient`).
+    A subclass overrides only what differs from this loop (usually :meth:`gradient`), and
+    computes its gradients with :meth:`model_gradient`, :meth:`ensemble_gradient` or
+    :meth:`transformed_gradient`: these apply ``transforms`` (DI, TI, SI, Admix:
+    :mod:`attacks.transforms`, composed in order) to every surrogate pass and ascend ``loss``
+    (``"ce"`` or the CW margin ``"cw"``: :mod:`attacks.losses`).
     ``alpha`` defaults to ``eps / steps`` (the MI-FGSM paper's choice).
     """
 
     def __init__(self, models, *, eps: float = 8 / 255, alpha: float | None = None, steps: int = 10,
                  decay: float = 1.0, norm: str = "Linf", targeted: bool = False,
-                 random_start: bool = False, seed: int = 0):
+                 random_start: bool = False, seed: int = 0, transforms=(), loss: str = "ce"):
         super().__init__(models, eps=eps, norm=norm, targeted=targeted, seed=seed)
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        self.transforms = resolve_transforms(transforms)
+        self.loss = check_loss(loss)
+        positive_int(steps, "steps")
         self.alpha = positive_number(self.eps / steps if alpha is None else alpha, "alpha")
         self.steps = steps
         self.decay = positive_number(decay, "decay")
@@ -168,6 +165,46 @@ class MomentumIterativeAttack(Attack):
     def accumulate_momentum(self, momentum: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         return momentum * self.decay + l1_normalised(grad)
 
+    def model_gradient(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The ascent direction of one model's loss at ``x``."""
+        return self.transformed_gradient(lambda z, y: classification_loss(model(z), y, self.loss), x, labels)
+
+    def ensemble_gradient(self, models: Sequence[nn.Module], x: torch.Tensor, labels: torch.Tensor,
+                          fusion: str = "logits", weights=None) -> torch.Tensor:
+        """The ascent direction at ``x`` of ``models``' fused loss (weights as given; uniform if None)."""
+        weights = [1.0 / len(models)] * len(models) if weights is None else weights
+        return self.transformed_gradient(
+            lambda z, y: fused_loss(member_outputs(models, z), y, fusion, weights, self.loss), x, labels)
+
+    def transformed_gradient(self, loss_fn, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The gradient of ``loss_fn(input, labels)`` (signed) at ``x``, through the input transformations.
+
+        Without transformations: the gradient at ``x``. With them: the mean over the copies of ``x`` they make of
+        the gradient through each copy (one surrogate pass per copy, so memory stays that of one pass), then
+        every transformation's gradient smoothing, in order.
+        """
+        if not self.transforms:
+            return input_gradient(lambda z: self.signed(loss_fn(z, labels)), x)
+        x = x.detach().requires_grad_(True)
+        copies = self.transformed(x)
+        total = torch.zeros_like(x)
+        for copy in copies:
+            total += torch.autograd.grad(self.signed(loss_fn(copy, labels)), x, retain_graph=True)[0]
+        return self.smoothed(total / len(copies))
+
+    def transformed(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The inputs the surrogates see in place of ``x``: each transformation applied to every copy so far."""
+        copies = [x]
+        for transform in self.transforms:
+            copies = [out for copy in copies for out in transform.copies(copy, self.host_generator)]
+        return copies
+
+    def smoothed(self, grad: torch.Tensor) -> torch.Tensor:
+        """``grad`` through every transformation's gradient hook (TI's smoothing), in order."""
+        for transform in self.transforms:
+            grad = transform.smooth(grad)
+        return grad
+
     def step(self, momentum: torch.Tensor, size: float | None = None) -> torch.Tensor:
         """A move of ``size`` (default ``alpha``) along ``momentum``: its sign (Linf) or direction (L2)."""
         size = self.alpha if size is None else size
@@ -180,13 +217,6 @@ def input_gradient(loss_fn, x: torch.Tensor) -> torch.Tensor:
     """Gradient of the scalar ``loss_fn(x)`` with respect to ``x`` only (no parameter .grad)."""
     x = x.detach().requires_grad_(True)
     return torch.autograd.grad(loss_fn(x), x)[0]
-
-
-def positive_number(value, name: str) -> float:
-    """``value`` as a float; a ValueError naming ``name`` unless it is a finite number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 def per_sample_norm(t: torch.Tensor, p: float) -> torch.Tensor:

@@ -58,7 +58,7 @@ class CWA(MomentumIterativeAttack):
         inner_step_size: beta (default 250).
         reverse_fusion: ``"mean"`` or ``"sum"`` of the logits in the reverse step.
         outer_norm: ``"sample"`` or ``"batch"`` L1 normalisation of the outer gradient.
-        targeted, random_start, seed: as in :class:`~attacks.Ens`.
+        targeted, random_start, seed, transforms, loss: as in :class:`~attacks.Ens`.
     """
 
     norms = ("Linf",)
@@ -66,11 +66,12 @@ class CWA(MomentumIterativeAttack):
     def __init__(self, models, *, eps: float = 8 / 255, alpha: float | None = None, steps: int = 10,
                  decay: float = 1.0, reverse_step_size: float | None = None, inner_step_size: float = 250.0,
                  reverse_fusion: str = "mean", outer_norm: str = "sample", norm: str = "Linf",
-                 targeted: bool = False, random_start: bool = False, seed: int = 0):
+                 targeted: bool = False, random_start: bool = False, seed: int = 0, transforms=(),
+                 loss: str = "ce"):
         eps = positive_number(eps, "eps")
         alpha = eps / 5 if alpha is None else alpha
         super().__init__(models, eps=eps, alpha=alpha, steps=steps, decay=decay, norm=norm, targeted=targeted,
-                         random_start=random_start, seed=seed)
+                         random_start=random_start, seed=seed, transforms=transforms, loss=loss)
         self.reverse_step_size = positive_number(self.eps / 15 if reverse_step_size is None else reverse_step_size,
                                                  "reverse_step_size")
         self.inner_step_size = positive_number(inner_step_size, "inner_step_size")

@@ -34,13 +34,19 @@ class Ens(MomentumIterativeAttack):
         targeted: ``labels`` are target classes and the loss is minimised.
         random_start: start from a uniform point in the eps-ball.
         seed: seed of the attack's own generator.
+        transforms: input transformations applied to every surrogate pass, in order (DI, TI, SI,
+            Admix: :mod:`attacks.transforms`; instances or registry names). With one surrogate,
+            ``transforms=[DI()]`` is ``torchattacks.DIFGSM`` and ``[TI()]`` (or ``[DI(), TI()]``)
+            is ``torchattacks.TIFGSM``, given the same settings and the same seed.
+        loss: ``"ce"`` (cross-entropy) or ``"cw"`` (the CW margin, :mod:`attacks.losses`).
     """
 
     def __init__(self, models, *, eps: float = 8 / 255, alpha: float | None = None, steps: int = 10,
                  decay: float = 1.0, fusion: str = "logits", weights=None, norm: str = "Linf",
-                 targeted: bool = False, random_start: bool = False, seed: int = 0):
+                 targeted: bool = False, random_start: bool = False, seed: int = 0, transforms=(),
+                 loss: str = "ce"):
         super().__init__(models, eps=eps, alpha=alpha, steps=steps, decay=decay, norm=norm,
-                         targeted=targeted, random_start=random_start, seed=seed)
+                         targeted=targeted, random_start=random_start, seed=seed, transforms=transforms, loss=loss)
         self.fusion = check_fusion(fusion)
         self.weights = normalised_weights(weights, len(self.models))
 

@@ -1,15 +1,18 @@
 """How an ensemble attack fuses its surrogates' outputs into one loss (to be ascended).
 
-With weights w_k (summing to 1) and logits z_k = f_k(x):
+With weights w_k (summing to 1), logits z_k = f_k(x) and L the attack's per-example loss
+(cross-entropy, or the CW margin: :mod:`attacks.losses`):
 
-- ``"logits"``: CE(sum_k w_k z_k, y)                 (Dong et al. 2018, eq. 6)
-- ``"probs"``:  NLL(log sum_k w_k softmax(z_k), y)
-- ``"loss"``:   sum_k w_k CE(z_k, y)
+- ``"logits"``: L(sum_k w_k z_k, y)                  (Dong et al. 2018, eq. 6)
+- ``"probs"``:  L(log sum_k w_k softmax(z_k), y)     (for CE: NLL of the averaged probabilities)
+- ``"loss"``:   sum_k w_k L(z_k, y)
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from .losses import classification_loss
 
 FUSIONS = ("logits", "probs", "loss")
 
@@ -33,14 +36,15 @@ def normalised_weights(weights, n_models: int) -> list[float]:
     return [w / total for w in weights]
 
 
-def fused_loss(logits: list[torch.Tensor], labels: torch.Tensor, fusion: str, weights) -> torch.Tensor:
-    """The cross-entropy-type loss of the fused ensemble (mean over the batch); ``weights`` sum to 1."""
+def fused_loss(logits: list[torch.Tensor], labels: torch.Tensor, fusion: str, weights,
+               loss: str = "ce") -> torch.Tensor:
+    """The fused ensemble's ``loss`` ("ce" or "cw"; mean over the batch); ``weights`` sum to 1."""
     if fusion == "logits":
-        return F.cross_entropy(_weighted_sum(logits, weights), labels)
+        return classification_loss(_weighted_sum(logits, weights), labels, loss)
     if fusion == "probs":
-        probs = _weighted_sum([z.softmax(dim=1) for z in logits], weights)
-        return F.nll_loss(torch.log(probs.clamp_min(1e-12)), labels)
-    return _weighted_sum([F.cross_entropy(z, labels) for z in logits], weights)
+        log_probs = torch.log(_weighted_sum([z.softmax(dim=1) for z in logits], weights).clamp_min(1e-12))
+        return F.nll_loss(log_probs, labels) if loss == "ce" else classification_loss(log_probs, labels, loss)
+    return _weighted_sum([classification_loss(z, labels, loss) for z in logits], weights)
 
 
 def _weighted_sum(tensors: list[torch.Tensor], weights) -> torch.Tensor:

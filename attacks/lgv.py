@@ -35,15 +35,17 @@ class LGV(MomentumIterativeAttack):
         decay: momentum decay (default 0.0: I-FGSM, as in the paper).
         models_per_step: members whose fused loss gives each iteration's gradient (default 1).
         fusion: how several members per step are fused (``"logits"``, ``"probs"`` or ``"loss"``).
-        norm, targeted, random_start, seed: as in :class:`~attacks.Ens`.
+        norm, targeted, random_start, seed, transforms, loss: as in :class:`~attacks.Ens`.
     """
 
     def __init__(self, models, *, eps: float = 8 / 255, alpha: float | None = None, steps: int = 50,
                  decay: float = 0.0, models_per_step: int = 1, fusion: str = "logits", norm: str = "Linf",
-                 targeted: bool = False, random_start: bool = False, seed: int = 0):
+                 targeted: bool = False, random_start: bool = False, seed: int = 0, transforms=(),
+                 loss: str = "ce"):
         eps = positive_number(eps, "eps")
         super().__init__(models, eps=eps, alpha=eps / 10 if alpha is None else alpha, steps=steps, decay=decay,
-                         norm=norm, targeted=targeted, random_start=random_start, seed=seed)
+                         norm=norm, targeted=targeted, random_start=random_start, seed=seed, transforms=transforms,
+                         loss=loss)
         if (not isinstance(models_per_step, int) or isinstance(models_per_step, bool)
                 or not 1 <= models_per_step <= len(self.models)):
             raise ValueError(f"models_per_step must be an integer in [1, {len(self.models)}] (the number of "

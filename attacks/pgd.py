@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import positive_number
+from .checks import positive_int, positive_number
 from .ens import Ens
 from .registry import register_attack
 
@@ -32,19 +32,20 @@ class PGD(Ens):
         steps: iterations (default 50).
         eot_samples: forward/backward passes averaged per step, S (default 1: plain PGD).
         random_start: start from a uniform point in the eps-ball (default True).
-        fusion, weights, norm, targeted, seed: as for :class:`~attacks.Ens`.
+        fusion, weights, norm, targeted, seed, transforms, loss: as for :class:`~attacks.Ens`.
     """
 
     def __init__(self, models, *, eps: float = 8 / 255, alpha: float | None = None, steps: int = 50,
                  eot_samples: int = 1, fusion: str = "logits", weights=None, norm: str = "Linf",
-                 targeted: bool = False, random_start: bool = True, seed: int = 0):
-        if not isinstance(eot_samples, int) or isinstance(eot_samples, bool) or eot_samples < 1:
-            raise ValueError(f"eot_samples must be an integer >= 1, got {eot_samples!r}")
+                 targeted: bool = False, random_start: bool = True, seed: int = 0, transforms=(),
+                 loss: str = "ce"):
+        positive_int(eot_samples, "eot_samples")
         eps = positive_number(eps, "eps")
         if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1 and alpha is None:
             alpha = 2.5 * eps / steps
         super().__init__(models, eps=eps, alpha=alpha, steps=steps, decay=0.0, fusion=fusion, weights=weights,
-                         norm=norm, targeted=targeted, random_start=random_start, seed=seed)
+                         norm=norm, targeted=targeted, random_start=random_start, seed=seed, transforms=transforms,
+                         loss=loss)
         self.eot_samples = eot_samples
 
     def gradient(self, images: torch.Tensor, x_adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

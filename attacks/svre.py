@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import MomentumIterativeAttack, l1_normalised, positive_number
+from .checks import positive_int
 from .fusion import check_fusion
 from .registry import register_attack
 
@@ -40,7 +41,7 @@ class SVRE(MomentumIterativeAttack):
         inner_alpha: inner step beta (default alpha).
         inner_decay: inner momentum decay mu_2 (default 1.0).
         fusion: how L_ens fuses the models (``"logits"``, ``"probs"`` or ``"loss"``).
-        targeted, random_start, seed: as in :class:`~attacks.Ens`.
+        targeted, random_start, seed, transforms, loss: as in :class:`~attacks.Ens`.
     """
 
     norms = ("Linf",)
@@ -48,13 +49,12 @@ class SVRE(MomentumIterativeAttack):
     def __init__(self, models, *, eps: float = 8 / 255, alpha: float | None = None, steps: int = 10,
                  decay: float = 1.0, inner_steps: int | None = None, inner_alpha: float | None = None,
                  inner_decay: float = 1.0, fusion: str = "logits", norm: str = "Linf", targeted: bool = False,
-                 random_start: bool = False, seed: int = 0):
+                 random_start: bool = False, seed: int = 0, transforms=(),
+                 loss: str = "ce"):
         super().__init__(models, eps=eps, alpha=alpha, steps=steps, decay=decay, norm=norm, targeted=targeted,
-                         random_start=random_start, seed=seed)
+                         random_start=random_start, seed=seed, transforms=transforms, loss=loss)
         inner_steps = 4 * len(self.models) if inner_steps is None else inner_steps
-        if not isinstance(inner_steps, int) or isinstance(inner_steps, bool) or inner_steps < 1:
-            raise ValueError(f"inner_steps must be an integer >= 1, got {inner_steps!r}")
-        self.inner_steps = inner_steps
+        self.inner_steps = positive_int(inner_steps, "inner_steps")
         self.inner_alpha = positive_number(self.alpha if inner_alpha is None else inner_alpha, "inner_alpha")
         self.inner_decay = positive_number(inner_decay, "inner_decay")
         self.fusion = check_fusion(fusion)

@@ -76,3 +76,39 @@ def tiny_models():
 def batch():
     generator = torch.Generator().manual_seed(0)
     return torch.rand(6, 3, 32, 32, generator=generator), torch.randint(0, 10, (6,), generator=generator)
+
+
+class TinyBlock(nn.Module):
+    """x + conv(relu(conv(x))): a residual block that names the end of its branch, as the zoo's ResNet blocks do."""
+
+    residual_branch_end = "conv2"
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv2(torch.relu(self.conv1(x)))
+
+
+class TinyResNet(nn.Module):
+    """stem conv -> two TinyBlocks -> pooling -> linear head."""
+
+    def __init__(self, seed: int = 0, num_classes: int = 10):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.blocks = nn.Sequential(TinyBlock(4), TinyBlock(4))
+        self.head = nn.Linear(4 * 16, num_classes)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+
+    def forward(self, x):
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(self.blocks(self.stem(x)), 4), 1))
+
+
+@pytest.fixture
+def tiny_resnets():
+    return [TinyResNet(seed=s).eval() for s in range(2)]

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 import torchattacks
 from torch import nn
 
-from attacks import CWA, LGV, PGD, SVRE, AdaEA, Ens, create_attack, list_attacks
+from attacks import CWA, LGV, PGD, SMER, SVRE, AdaEA, Ens, create_attack, list_attacks
 from attacks.registry import UnknownAttackError
 
-ATTACKS = {"Ens": Ens, "CWA": CWA, "AdaEA": AdaEA, "SVRE": SVRE, "LGV": LGV, "PGD": PGD}
+ATTACKS = {"Ens": Ens, "CWA": CWA, "AdaEA": AdaEA, "SVRE": SVRE, "SMER": SMER, "LGV": LGV, "PGD": PGD}
 CASES = [(name, norm, eps) for name in sorted(ATTACKS) for norm, eps in (("Linf", 8 / 255), ("L2", 0.5))
          if norm in ATTACKS[name].norms]
 
@@ -244,7 +244,7 @@ def test_importing_attacks_leaves_the_heavy_libraries_unloaded():
 
 
 def test_registry(tiny_models):
-    assert {"ens", "cwa", "adaea", "svre"} <= set(list_attacks())
+    assert {"ens", "cwa", "adaea", "svre", "smer", "sgm"} <= set(list_attacks())
     assert isinstance(create_attack("Ens", tiny_models, steps=2), Ens)
     with pytest.raises(UnknownAttackError, match="did you mean ens"):
         create_attack("enss", tiny_models)

@@ -7,7 +7,6 @@ from torch import nn
 import torchattacks
 
 from attacks import CWA, LGV, SVRE, AdaEA, Ens
-from attacks.transforms import input_diversity
 
 
 class Linear(nn.Module):
@@ -180,7 +179,7 @@ def test_l2_is_refused(attack, tiny_models):
 @pytest.mark.parametrize("attack,kwargs", [
     (CWA, {"inner_step_size": -1}), (CWA, {"reverse_fusion": "max"}), (CWA, {"outer_norm": "image"}),
     (CWA, {"reverse_step_size": float("inf")}), (AdaEA, {"threshold": 2.0}), (AdaEA, {"beta": -1}),
-    (AdaEA, {"agm_granularity": "pixel"}), (AdaEA, {"diversity_prob": 1.5}), (SVRE, {"inner_steps": 0}),
+    (AdaEA, {"agm_granularity": "pixel"}), (AdaEA, {"transforms": ["dii"]}), (SVRE, {"inner_steps": 0}),
     (SVRE, {"inner_alpha": -0.1}), (SVRE, {"fusion": "median"}), (LGV, {"models_per_step": 0}),
     (LGV, {"models_per_step": 4}), (LGV, {"fusion": "median"}),
 ])
@@ -189,18 +188,9 @@ def test_bad_arguments(attack, kwargs, tiny_models):
         attack(tiny_models, **kwargs)
 
 
-def test_input_diversity():
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(2, 3, 32, 32)
-    assert torch.equal(input_diversity(x, g, prob=0.0), x)
-    out = input_diversity(x, torch.Generator().manual_seed(0), prob=1.0)
-    assert out.shape == x.shape and not torch.equal(out, x) and out.min() >= 0 and out.max() <= 1
-    assert torch.equal(out, input_diversity(x, torch.Generator().manual_seed(0), prob=1.0))
-
-
 def test_adaea_with_input_diversity_is_seeded(tiny_models):
     images, labels = _batch()
-    make = lambda seed: AdaEA(tiny_models, diversity_prob=1.0, steps=3, seed=seed)  # noqa: E731
+    make = lambda seed: AdaEA(tiny_models, transforms=[{"name": "di", "prob": 1.0}], steps=3, seed=seed)  # noqa: E731
     assert torch.equal(make(0)(images, labels), make(0)(images, labels))
     assert not torch.equal(make(0)(images, labels), make(1)(images, labels))
 

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import torch
 
-from attacks import CWA, LGV, PGD, SVRE, AdaEA, Ens
+from attacks import CWA, LGV, PGD, SGM, SMER, SVRE, AdaEA, Admix, DI, Ens, SI, TI
 from robustbench_ens.profiling import PassRecorder, replay
 
 STEPS = 3
@@ -63,6 +63,27 @@ def test_lgv_and_pgd_pass_counts(tiny_models, batch):
     assert lgv["forward"] == lgv["backward"] == 2 * STEPS
     pgd = record(PGD(tiny_models[:1], steps=STEPS, eot_samples=4), tiny_models[:1], batch).counts()
     assert pgd["forward"] == pgd["backward"] == 4 * STEPS
+
+
+def test_smer_pass_counts(tiny_models, batch):
+    k, passes = len(tiny_models), 2
+    counts = record(SMER(tiny_models, steps=STEPS, inner_passes=passes), tiny_models, batch).counts()
+    inner = STEPS * passes * k  # per inner step: model k's gradient pass, and the other k - 1 models without autograd
+    assert (counts["forward_grad"], counts["backward"], counts["forward"]) == (inner, inner, inner * k)
+
+
+def test_sgm_costs_what_ens_costs(tiny_resnets, batch):
+    assert record(SGM(tiny_resnets, steps=STEPS), tiny_resnets, batch).counts() == \
+        record(Ens(tiny_resnets, steps=STEPS), tiny_resnets, batch).counts()
+
+
+@pytest.mark.parametrize("transforms,copies", [([DI(prob=1.0)], 1), ([TI()], 1), ([SI()], 5), ([Admix()], 15),
+                                               ([SI(), DI()], 5)])
+def test_transformations_cost_one_pass_per_copy(transforms, copies, tiny_models, batch):
+    k = len(tiny_models)
+    counts = record(Ens(tiny_models, steps=STEPS, transforms=transforms), tiny_models, batch).counts()
+    assert counts["forward"] == counts["backward"] == STEPS * k * copies
+    assert counts["images_forward"] == STEPS * k * copies * len(batch[0])
 
 
 def test_replay_runs_the_recorded_passes_and_nothing_else(tiny_models, batch):

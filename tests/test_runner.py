@@ -236,6 +236,8 @@ def test_a_suite_can_name_every_registered_attack(tmp_path, slice_path, models_p
     params = {"cwa": "steps = 1, inner_step_size = 50.0, outer_norm = \"sample\"",
               "adaea": "steps = 1, agm_granularity = \"sample\", threshold = -0.3",
               "svre": "steps = 1, inner_steps = 2", "ens": "steps = 1", "lgv": "steps = 2", "pgd": "steps = 2",
+              "smer": "steps = 1, inner_passes = 1",
+              "sgm": "steps = 1, transforms = [\"di\", { name = \"ti\" }], loss = \"cw\"",
               "autoattack": "version = \"custom\", attacks = [\"apgd-ce\"], n_iter = 2", "square": "n_queries = 5"}
     whitebox = {"pgd", "autoattack", "square"}  # they take the defense itself, not surrogates
     assert set(params) == set(list_attacks())
@@ -248,7 +250,7 @@ def test_a_suite_can_name_every_registered_attack(tmp_path, slice_path, models_p
     assert set(result.cells["attack"]) == {"clean", *params}
     setting = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())["setting"]
     kinds = {a["name"]: a["kind"] for a in setting["attacks"]}
-    assert kinds == {**{name: "transfer" for name in ("cwa", "adaea", "svre", "ens", "lgv")},
+    assert kinds == {**{name: "transfer" for name in ("cwa", "adaea", "svre", "ens", "lgv", "smer", "sgm")},
                      "pgd": "white-box", "autoattack": "white-box", "square": "black-box"}
 
 

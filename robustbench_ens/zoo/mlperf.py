@@ -42,6 +42,8 @@ def _norm_layer(folded: bool) -> Callable[[int], nn.Module]:
 class MlperfBlock(nn.Module):
     """conv3x3(stride) -> BN -> ReLU -> conv3x3 -> BN, plus shortcut, -> ReLU (BN: Identity when folded)."""
 
+    residual_branch_end = "bn2"  # the last module of the residual branch (attacks.SGM scales its gradient)
+
     def __init__(self, in_planes: int, planes: int, stride: int, norm: Callable[[int], nn.Module]):
         super().__init__()
         self.conv1 = SameConv2d(in_planes, planes, 3, stride)

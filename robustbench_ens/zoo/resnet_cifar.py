@@ -52,6 +52,8 @@ def make_shortcut(option: str, in_planes: int, planes: int, stride: int) -> nn.M
 class BasicBlock(nn.Module):
     """conv3x3(stride) -> BN -> ReLU -> conv3x3 -> BN, plus shortcut, -> ReLU."""
 
+    residual_branch_end = "bn2"  # the last module of the residual branch (attacks.SGM scales its gradient)
+
     def __init__(self, in_planes: int, planes: int, stride: int, option: str):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)

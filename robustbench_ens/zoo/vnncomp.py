@@ -23,6 +23,8 @@ class BiasBlock(nn.Module):
     identity (an empty Sequential, no state) otherwise.
     """
 
+    residual_branch_end = "conv2"  # the last module of the residual branch (attacks.SGM scales its gradient)
+
     def __init__(self, in_planes: int, planes: int, stride: int):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1)
