@@ -32,7 +32,7 @@ other suite by its path. Schema (every table is checked; unknown keys are errors
     threat_model = "Linf"                    # robustbench only: Linf (default), L2 or corruptions
 
     [models.lgv_resnet20]                    # a derived model: made here from other [models] entries
-    method = "lgv"                           # lgv, dverge or self_ensemble (robustbench_ens.zoo.derived)
+    method = "lgv"                           # lgv, mba, csgld, dverge, self_ensemble, finetune (zoo.derived)
     from = ["resnet20"]                      # its bases: plain models
     params = { samples_per_epoch = 4 }       # the method's options
     train = { epochs = 10, lr = 0.05 }       # overrides of the method's training recipe

@@ -18,12 +18,16 @@ from tqdm.auto import tqdm
 
 from ..metrics import accuracy
 
-SCHEDULES = ("cosine", "onecycle", "constant")
+SCHEDULES = ("cosine", "onecycle", "constant", "cyclical")
 
 
 @dataclass(frozen=True)
 class TrainRecipe:
-    """Hyper-parameters of one training run; ``n_train=None`` means the whole training split."""
+    """Hyper-parameters of one training run; ``n_train=None`` means the whole training split.
+
+    ``schedule``: ``"cosine"`` (annealed to 0 over the run), ``"onecycle"``, ``"constant"``, or
+    ``"cyclical"``: ``cycles`` cosine cycles, each restarting at ``lr`` (cSG-MCMC's schedule).
+    """
 
     epochs: int = 30
     batch_size: int = 128
@@ -36,6 +40,7 @@ class TrainRecipe:
     flip: bool = True
     label_smoothing: float = 0.0
     n_train: int | None = None
+    cycles: int = 1
 
     def __post_init__(self):
         problems = []
@@ -57,13 +62,20 @@ class TrainRecipe:
             problems.append(f"crop_padding must be an integer >= 0, got {self.crop_padding!r}")
         if not 0 <= self.label_smoothing < 1:
             problems.append(f"label_smoothing must lie in [0, 1), got {self.label_smoothing!r}")
+        if not isinstance(self.cycles, int) or self.cycles < 1 or self.cycles > self.epochs:
+            problems.append(f"cycles must be an integer in [1, epochs], got {self.cycles!r}")
         if self.n_train is not None and (not isinstance(self.n_train, int) or self.n_train < 1):
             problems.append(f"n_train must be None (all) or an integer >= 1, got {self.n_train!r}")
         if problems:
             raise ValueError("bad training recipe: " + "; ".join(problems))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The recipe as a dict; ``cycles`` only where it is not 1, so that the recipes (and the derived models'
+        cache keys) of everything trained before it existed stay as they were."""
+        values = asdict(self)
+        if values["cycles"] == 1:
+            del values["cycles"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainRecipe:
@@ -108,16 +120,24 @@ def _scheduler(optimizer: torch.optim.Optimizer, recipe: TrainRecipe, total_step
     if recipe.schedule == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    if recipe.schedule == "cyclical":  # Zhang et al., ICLR 2020: a cosine from lr to 0 in each of the cycles
+        cycle = total_steps // recipe.cycles
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * (step % cycle) / cycle)))
     # One-cycle (Smith & Topin 2019): warm up to lr over 30 % of the steps, then anneal; momentum stays fixed.
     return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=total_steps,
                                                cycle_momentum=False)
 
 
 def train_model(model: nn.Module, data, recipe: TrainRecipe, seed: int = 0, device: str | torch.device = "cpu",
-                progress: bool = True, after_step: Callable[[int], None] | None = None) -> dict:
+                progress: bool = True, after_step: Callable[[int], None] | None = None,
+                adjust_gradients: Callable[..., None] | None = None) -> dict:
     """Train ``model`` in place on ``data.train()`` (first ``recipe.n_train`` points) and test it.
 
     ``after_step(step)``, if given, is called after every optimiser step (``step`` counts from 0).
+    ``adjust_gradients(model, inputs, targets, step=..., lr=...)``, if given, is called between the
+    backward pass and the optimiser step and may change the parameters' ``.grad`` (MBA's flatness
+    term, cSGLD's Langevin noise); ``lr`` is the step's learning rate.
 
     Returns ``{"clean_acc", "train_time_s", "epochs", "n_train", "final_loss", "final_train_acc"}``
     where ``clean_acc`` is the accuracy on the whole test split; the model is left in eval mode.
@@ -162,6 +182,9 @@ def train_model(model: nn.Module, data, recipe: TrainRecipe, seed: int = 0, devi
                     raise RuntimeError(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}; lower lr")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if adjust_gradients is not None:
+                    adjust_gradients(model, inputs, targets, step=epoch * steps_per_epoch + step,
+                                     lr=optimizer.param_groups[0]["lr"])
                 optimizer.step()
                 scheduler.step()
                 if after_step is not None:
