@@ -120,9 +120,19 @@ def test_a_layer_ibp_cannot_bound_is_named(model, match):
         certified(model, torch.rand(2, 3, 8, 8), torch.tensor([0, 1]), E8)
 
 
-def test_only_linf_balls_are_certified():
-    with pytest.raises(UnsupportedModelError, match="Linf balls only, not norm 'L2'"):
-        certified(_linear(W, B), torch.rand(2, 2), torch.tensor([0, 1]), 0.5, norm="L2")
+def test_an_l2_ball_is_certified_through_the_linf_ball_that_holds_it():
+    x, y = torch.rand(64, 2, generator=torch.Generator().manual_seed(0)), torch.randint(0, 2, (64,))
+    model = _linear(W, B)
+    l2 = certified(model, x, y, 0.1, norm="L2")
+    assert np.array_equal(l2, certified(model, x, y, 0.1, norm="Linf"))
+    # sound: no point of an L2 ball around a certified point changes the prediction (sampled on the sphere)
+    directions = torch.randn(64, 200, 2, generator=torch.Generator().manual_seed(1))
+    points = (x[:, None] + 0.1 * directions / directions.norm(dim=2, keepdim=True)).clamp(0, 1)
+    with torch.no_grad():
+        kept = (model(points.reshape(-1, 2)).argmax(1).reshape(64, 200) == y[:, None]).all(1).numpy()
+    assert l2.any() and kept[l2].all()
+    with pytest.raises(UnsupportedModelError, match="not norm 'L1'"):
+        certified(model, x, y, 0.5, norm="L1")
 
 
 # ----------------------------------------------------------------------------- the leaderboard's check
