@@ -28,16 +28,23 @@ from robustbench_ens.leaderboard.comparisons import GROUP, is_pooled  # noqa: E4
 from robustbench_ens.leaderboard.format import fmt_eps  # noqa: E402
 
 BASELINE = "Ens"
+CLAIMS = {  # the papers' own claims, asked first
+    "AdaEA": "AdaEA against Ens (AdaEA's claim: better transfer across architecture families)",
+    "CWA": "CWA against Ens (CWA's claim: better transfer to adversarially trained targets)",
+    "SVRE": "SVRE against Ens",
+}
 
 
 def claim_rows(paired: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
-    """Every pooled comparison of an attack with ``baseline`` on the same pool, and of each attack on the suite's second
-    pool with itself on the first, oriented as ``attack - reference`` (positive: the attack breaks more points)."""
+    """Every pooled comparison of an attack with ``baseline`` on the same pool (an attack on surrogates of its own, in
+    no pool, is compared with ``baseline`` on every pool), and of each attack on the suite's second pool with itself on
+    the first, oriented as ``attack - reference`` (positive: the attack breaks more points)."""
     pooled = paired[paired["defense"].map(is_pooled)]
     rows = []
     for row in pooled.itertuples():
         (family_a, _, pool_a), (family_b, _, pool_b) = row.attack_a.partition("@"), row.attack_b.partition("@")
-        if pool_a == pool_b and baseline in (family_a, family_b) and family_a != family_b:
+        same_pool = pool_a == pool_b or not (pool_a and pool_b)
+        if same_pool and baseline in (family_a, family_b) and family_a != family_b:
             kind, flip = "vs Ens", family_a == baseline  # reported as attack - Ens
         elif family_a == family_b and pool_a != pool_b:
             kind, flip = "pools", True  # the suite's second pool minus its first (attack_a is on the first)
@@ -76,17 +83,16 @@ def report(rows: pd.DataFrame, source: Path) -> str:
            "is attack minus reference, with a 95 % paired bootstrap interval over test points; p-values are "
            "Holm-adjusted over every pooled comparison at that eps. A verdict names the stronger attack only where "
            "the adjusted p-value is below 0.05.", ""]
-    questions = [
-        ("AdaEA against Ens (AdaEA's claim: better transfer across architecture families)",
-         (rows["comparison"] == "vs Ens") & rows["attack"].str.startswith("AdaEA@")),
-        ("CWA against Ens (CWA's claim: better transfer to adversarially trained targets)",
-         (rows["comparison"] == "vs Ens") & rows["attack"].str.startswith("CWA@")),
-        ("SVRE against Ens", (rows["comparison"] == "vs Ens") & rows["attack"].str.startswith("SVRE@")),
-        ("Each attack on the heterogeneous pool against the same attack on the homogeneous pool",
-         rows["comparison"] == "pools"),
-    ]
+    family = rows["attack"].str.partition("@")[0]
+    against_ens = rows["comparison"] == "vs Ens"
+    questions = [(title, against_ens & (family == name)) for name, title in CLAIMS.items()]
+    questions += [(f"{name} against Ens", against_ens & (family == name))
+                  for name in sorted(set(family[against_ens]) - set(CLAIMS))]
+    questions.append(("Each attack on the heterogeneous pool against the same attack on the homogeneous pool",
+                      rows["comparison"] == "pools"))
     for title, mask in questions:
-        out += [f"## {title}", ""] + _table(rows[mask].sort_values(["attack", "eps", "targets"])) + [""]
+        if mask.any():
+            out += [f"## {title}", ""] + _table(rows[mask].sort_values(["attack", "eps", "targets"])) + [""]
     return "\n".join(out)
 
 

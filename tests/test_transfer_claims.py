@@ -53,3 +53,19 @@ def test_the_script_writes_its_report_and_refuses_a_folder_without_tests(tmp_pat
     assert len(pd.read_csv(tmp_path / "claims.csv")) == 3
     assert transfer_claims.main([str(tmp_path / "nowhere")]) == 2
     assert "run the suite first" in capsys.readouterr().err
+
+
+def test_every_other_attack_is_compared_with_ens_and_one_outside_the_pools_with_ens_on_each():
+    paired = pd.DataFrame([
+        _row("Ens@homo", "SMER@homo", "all", -0.02, -0.04, -0.01, 0.01, "SMER@homo stronger"),
+        _row("Ens+DI@hetero", "Ens@hetero", "all", 0.05, 0.03, 0.07, 0.001, "Ens+DI@hetero stronger"),
+        _row("Ens@homo", "MBA-RN20", "all", 0.01, -0.01, 0.03, 0.4, "no significant difference"),
+        _row("Ens@hetero", "MBA-RN20", "all", 0.04, 0.02, 0.06, 0.001, "Ens@hetero stronger"),
+    ])
+    rows = transfer_claims.claim_rows(paired)
+    expected = [("Ens+DI@hetero", "Ens@hetero"), ("MBA-RN20", "Ens@hetero"), ("MBA-RN20", "Ens@homo"),
+                ("SMER@homo", "Ens@homo")]
+    assert sorted(zip(rows["attack"], rows["reference"])) == expected
+    report = transfer_claims.report(rows, Path("lb"))
+    assert all(f"## {name} against Ens" in report for name in ("SMER", "Ens+DI", "MBA-RN20"))
+    assert "AdaEA against Ens" not in report  # a question with no rows is left out
