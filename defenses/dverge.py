@@ -19,7 +19,6 @@ members' mean softmax.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -28,18 +27,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torchattacks
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from attacks.base import l1_normalised
-from robustbench_ens import atomic
-from robustbench_ens.zoo.checkpoints import load_checkpoint, save_checkpoint
 from robustbench_ens.zoo.derived import Method, register_method
 from robustbench_ens.zoo.normalize import Normalized
 from robustbench_ens.zoo.resnet_cifar import CifarResNet
 from robustbench_ens.zoo.train import augment, recipe_from_dict
 
+from .checkpointing import resume_epoch, save_epoch
 from .ensemble import Ensemble
 from .registry import register_defense
 
@@ -134,9 +131,6 @@ def _blocks(model: Normalized) -> list:
     return model.net.blocks()
 
 
-STATE_FILE = "state.json"
-
-
 @dataclass(frozen=True)
 class DVERGERecipe:
     """DVERGE training hyper-parameters (official defaults); ``n_train=None`` uses every training point."""
@@ -199,7 +193,7 @@ def train_dverge(members: list[Normalized], data, recipe: DVERGERecipe = DVERGER
     optimizers = [torch.optim.SGD(m.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                   weight_decay=recipe.weight_decay) for m in members]
     history = {"layers": [], "losses": [], "epoch_time_s": []}
-    start_epoch = _resume(checkpoint_dir, members, optimizers, recipe, seed, history, device)
+    start_epoch = resume_epoch(checkpoint_dir, members, optimizers, recipe, seed, history, device, "DVERGE")
     started = time.perf_counter()
     distill_kwargs = {"eps": recipe.eps, "step_size": recipe.step_size, "steps": recipe.steps}
     bar = tqdm(total=(recipe.epochs - start_epoch) * steps_per_epoch, disable=None if progress else True, desc="DVERGE",
@@ -230,45 +224,12 @@ def train_dverge(members: list[Normalized], data, recipe: DVERGERecipe = DVERGER
         history["losses"].append(epoch_losses.tolist())
         history["epoch_time_s"].append(round(time.perf_counter() - epoch_started, 3))
         if checkpoint_dir is not None:
-            _save(checkpoint_dir, members, optimizers, recipe, seed, epoch + 1, history)
+            save_epoch(checkpoint_dir, members, optimizers, recipe, seed, epoch + 1, history, "dverge")
     bar.close()
     for member in members:
         member.eval()
     return {**history, "epochs": recipe.epochs, "resumed_from_epoch": start_epoch,
             "train_time_s": round(time.perf_counter() - started, 3)}
-
-
-def _save(folder: Path, members, optimizers, recipe, seed: int, epochs_done: int, history: dict) -> None:
-    folder = Path(folder)
-    for index, member in enumerate(members):
-        save_checkpoint(member, folder / f"member_{index}", {"dverge_epoch": epochs_done, "seed": seed})
-    buffers = {f"{i}.{k}": optimizer.state[p]["momentum_buffer"].detach().cpu().contiguous()
-               for i, optimizer in enumerate(optimizers)
-               for k, p in enumerate(optimizer.param_groups[0]["params"])
-               if optimizer.state.get(p, {}).get("momentum_buffer") is not None}
-    atomic.write_with(folder / "optimizers.safetensors", lambda tmp: save_file(buffers, str(tmp)))
-    state = {"epochs_done": epochs_done, "recipe": asdict(recipe), "seed": seed, "history": history}
-    atomic.write_text(folder / STATE_FILE, json.dumps(state, indent=2) + "\n")
-
-
-def _resume(folder, members, optimizers, recipe, seed: int, history: dict, device) -> int:
-    """Loads the saved epoch from ``folder`` if it matches ``recipe`` and ``seed``; returns the epoch to start."""
-    if folder is None or not (Path(folder) / STATE_FILE).is_file():
-        return 0
-    folder = Path(folder)
-    state = json.loads((folder / STATE_FILE).read_text())
-    if state["recipe"] != json.loads(json.dumps(asdict(recipe))) or state["seed"] != seed:
-        raise ValueError(f"{folder} holds a DVERGE run with another recipe or seed; use another checkpoint_dir")
-    for index, member in enumerate(members):
-        saved, _ = load_checkpoint(folder / f"member_{index}.safetensors", device=device)
-        member.net.load_state_dict(saved.net.state_dict())
-    buffers = load_file(str(folder / "optimizers.safetensors"))
-    for i, optimizer in enumerate(optimizers):
-        for k, p in enumerate(optimizer.param_groups[0]["params"]):
-            if f"{i}.{k}" in buffers:
-                optimizer.state[p]["momentum_buffer"] = buffers[f"{i}.{k}"].to(device)
-    history.update(state["history"])
-    return int(state["epochs_done"])
 
 
 class DVERGE(Ensemble):

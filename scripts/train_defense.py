@@ -1,4 +1,5 @@
-"""Train a derived model outside a run: a DVERGE ensemble, a self-ensemble, a fine-tuned copy. (a script)
+"""Train a derived model outside a run: a DVERGE, ADP, GAL or TRS ensemble, a self-ensemble, a fine-tuned copy, an LGV,
+MBA or cSGLD collection. (a script)
 
 It trains with the project's code and shows progress. An interrupted DVERGE run resumes
 from its last finished epoch. The result is cached under ``<cache>/<name>-<key>/``, where a
@@ -33,7 +34,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-import defenses  # noqa: F401  (registers the dverge and self_ensemble methods)
+import defenses  # noqa: F401  (registers the dverge, adp, gal, trs and self_ensemble methods)
 from robustbench_ens import environment
 from robustbench_ens.data import DataError, load_cifar10
 from robustbench_ens.runner import DEFAULT_CACHE

@@ -112,3 +112,21 @@ class TinyResNet(nn.Module):
 @pytest.fixture
 def tiny_resnets():
     return [TinyResNet(seed=s).eval() for s in range(2)]
+
+
+def interrupted_training(module, train, make_members, folder, interrupt_after, monkeypatch):
+    """``train(members, checkpoint_dir=folder)`` stopped (KeyboardInterrupt) once ``interrupt_after`` epochs are saved,
+    then run again on fresh members, as a new process would; returns those members and the second run's summary."""
+    original = module.save_epoch
+
+    def save_then_die(folder, members, optimizers, recipe, seed, epochs_done, *rest):
+        original(folder, members, optimizers, recipe, seed, epochs_done, *rest)
+        if epochs_done == interrupt_after:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "save_epoch", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(make_members(), checkpoint_dir=folder)
+    monkeypatch.setattr(module, "save_epoch", original)
+    members = make_members()  # a fresh process: weights come from the checkpoint
+    return members, train(members, checkpoint_dir=folder)

@@ -7,6 +7,7 @@ from torch import nn
 from defenses import Ensemble, UnknownDefenseError, build_defense
 from defenses.crossmax import crossmax
 from defenses.multires import MultiResolutionStack
+from conftest import interrupted_training
 
 
 class Fixed(nn.Module):
@@ -236,22 +237,13 @@ def test_dverge_adv_variant_adds_the_pgd_term():
 def _dverge_run(data, folder, recipe, interrupt_after=None, monkeypatch=None):
     from defenses import dverge as dverge_training
 
-    members = [_resnet20(s) for s in range(2)]
+    make = lambda: [_resnet20(s) for s in range(2)]  # noqa: E731
+    train = lambda members, checkpoint_dir: dverge_training.train_dverge(  # noqa: E731
+        members, data, recipe, seed=4, checkpoint_dir=checkpoint_dir, progress=False)
     if interrupt_after is not None:
-        original = dverge_training._save
-
-        def save_then_die(folder, *args):
-            original(folder, *args)
-            if args[-2] == interrupt_after:  # epochs_done
-                raise KeyboardInterrupt
-
-        monkeypatch.setattr(dverge_training, "_save", save_then_die)
-        with pytest.raises(KeyboardInterrupt):
-            dverge_training.train_dverge(members, data, recipe, seed=4, checkpoint_dir=folder, progress=False)
-        monkeypatch.setattr(dverge_training, "_save", original)
-        members = [_resnet20(s) for s in range(2)]  # a fresh process: weights come from the checkpoint
-    summary = dverge_training.train_dverge(members, data, recipe, seed=4, checkpoint_dir=folder, progress=False)
-    return members, summary
+        return interrupted_training(dverge_training, train, make, folder, interrupt_after, monkeypatch)
+    members = make()
+    return members, train(members, folder)
 
 
 def test_dverge_training_resumes_exactly(tmp_path, slice_path, monkeypatch):
