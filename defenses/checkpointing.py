@@ -19,6 +19,22 @@ from robustbench_ens.zoo.checkpoints import load_checkpoint, save_checkpoint
 STATE_FILE = "state.json"
 
 
+class EpochSchedule:
+    """What the per-epoch training recipes (DVERGE's, the joint methods') share: checks of ``epochs`` and
+    ``batch_size``, ``milestones`` as a tuple, and the step learning-rate schedule."""
+
+    def check_schedule(self, min_batch: int = 1) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < min_batch:
+            raise ValueError(f"batch_size must be an integer >= {min_batch}, got {self.batch_size!r}")
+        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+
+    def lr_at(self, epoch: int) -> float:
+        """The step schedule: lr x gamma for every milestone reached (epochs count from 0)."""
+        return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)
+
+
 def save_epoch(folder: Path, members, optimizers, recipe, seed: int, epochs_done: int, history: dict,
                method: str) -> None:
     """Everything needed to resume after ``epochs_done`` epochs, in ``folder`` (the state file last)."""

@@ -36,7 +36,7 @@ from robustbench_ens.zoo.normalize import Normalized
 from robustbench_ens.zoo.resnet_cifar import CifarResNet
 from robustbench_ens.zoo.train import augment, recipe_from_dict
 
-from .checkpointing import resume_epoch, save_epoch
+from .checkpointing import EpochSchedule, resume_epoch, save_epoch
 from .ensemble import Ensemble
 from .registry import register_defense
 
@@ -132,7 +132,7 @@ def _blocks(model: Normalized) -> list:
 
 
 @dataclass(frozen=True)
-class DVERGERecipe:
+class DVERGERecipe(EpochSchedule):
     """DVERGE training hyper-parameters (official defaults); ``n_train=None`` uses every training point."""
 
     epochs: int = 200
@@ -150,24 +150,16 @@ class DVERGERecipe:
     n_train: int | None = None
 
     def __post_init__(self):
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        self.check_schedule()
         if not self.lr > 0 or not self.eps >= 0 or not self.step_size >= 0:
             raise ValueError("lr must be > 0, eps and step_size >= 0")
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
-        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
 
     @classmethod
     def from_dict(cls, values: dict) -> DVERGERecipe:
         """Build from a mapping (e.g. a suite's ``train`` table); unknown keys are a ValueError."""
         return recipe_from_dict(cls, values, "DVERGE recipe")
-
-    def lr_at(self, epoch: int) -> float:
-        """The step schedule: lr x gamma for every milestone reached (epochs count from 0)."""
-        return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)
 
 
 def train_dverge(members: list[Normalized], data, recipe: DVERGERecipe = DVERGERecipe(), *, seed: int = 0,

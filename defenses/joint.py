@@ -28,13 +28,13 @@ from robustbench_ens.zoo.derived import Method, register_method
 from robustbench_ens.zoo.normalize import Normalized
 from robustbench_ens.zoo.train import augment, recipe_from_dict
 
-from .checkpointing import resume_epoch, save_epoch
+from .checkpointing import EpochSchedule, resume_epoch, save_epoch
 
 OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass(frozen=True)
-class JointRecipe:
+class JointRecipe(EpochSchedule):
     """Training hyper-parameters of a jointly trained ensemble; ``n_train=None`` uses every training point."""
 
     epochs: int = 200
@@ -48,23 +48,15 @@ class JointRecipe:
     n_train: int | None = None
 
     def __post_init__(self):
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 2:
-            raise ValueError(f"batch_size must be an integer >= 2, got {self.batch_size!r}")
+        self.check_schedule(min_batch=2)  # TRS splits each batch in two
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not self.lr > 0 or not self.weight_decay >= 0 or not 0 < self.gamma <= 1:
             raise ValueError("lr must be > 0, weight_decay >= 0 and gamma in (0, 1]")
-        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
 
     @classmethod
     def from_dict(cls, values: dict) -> JointRecipe:
         return recipe_from_dict(cls, values, "ensemble training recipe")
-
-    def lr_at(self, epoch: int) -> float:
-        """lr x gamma for every milestone reached (epochs count from 0)."""
-        return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)
 
     def make_optimizer(self, params) -> torch.optim.Optimizer:
         if self.optimizer == "adam":
