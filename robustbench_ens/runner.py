@@ -33,7 +33,7 @@ from .leaderboard.format import fmt_eps
 from .leaderboard.per_example import FILENAME as PER_EXAMPLE_FILE
 from .metrics import accuracy, checked_logits
 from .store import ResultStore
-from .suite import CLEAN, EXTERNAL_LIBRARIES, AttackEntry, DefenseEntry, Suite, SuiteError
+from .suite import CLEAN, EXTERNAL_LIBRARIES, AttackEntry, DefenseEntry, Suite, SuiteError, at_eps
 from .whitebox import attack_kind, attacked_model, eot_samples, whitebox_params
 from .workspace import (ADV_FOLDER, Acceleration, Cell, adv_file, build_defenses, craft,  # noqa: F401
                         expand_models, now, open_workspace, resolve_models)  # (F401: the runner's API)
@@ -224,8 +224,9 @@ def _check_attacks(suite: Suite, models: dict, defenses: dict) -> None:
         targets = [attacked_model(entry, next(iter(defenses.values())))] if entry.whitebox else \
             expand_models(models, entry.surrogates)
         try:  # an unknown name raises UnknownAttackError (with the closest names) from create_attack
+            params = whitebox_params(entry, randomised=True) if entry.whitebox else entry.params
             create_attack(entry.attack, targets, eps=suite.eps[0], norm=suite.norm, seed=suite.seed,
-                          **whitebox_params(entry, randomised=True) if entry.whitebox else entry.params)
+                          **at_eps(params, suite.eps[0]))
         except (TypeError, ValueError) as error:
             raise SuiteError(f"attack {entry.name!r} ({entry.attack}): {error}") from None
 

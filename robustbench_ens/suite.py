@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -228,6 +229,29 @@ def parse_eps(value, norm: str = "Linf") -> float:
     if eps > 1 and norm != "L2":
         raise SuiteError(f"eps {value!r} is above 1 on images in [0, 1]; did you mean {value}/255?")
     return eps
+
+
+_EPS_MULTIPLE = re.compile(r"^\s*(?:eps\s*/\s*(?P<div>[0-9.eE+-]+)|(?P<mul>[0-9.eE+-]+)\s*\*\s*eps|eps)\s*$")
+
+
+def at_eps(params: dict, eps: float) -> dict:
+    """An attack's parameters at budget ``eps``: a value written relative to the budget (``"eps/5"``, ``"2.5*eps"``,
+    ``"eps"``) becomes that number, as papers give step sizes; every other value is kept."""
+    return {key: _eps_multiple(value, eps, key) for key, value in params.items()}
+
+
+def _eps_multiple(value, eps: float, key: str):
+    if not isinstance(value, str) or "eps" not in value:
+        return value
+    match = _EPS_MULTIPLE.match(value)
+    try:
+        number = None if match is None else float(match["div"] or match["mul"] or 1)
+    except ValueError:
+        number = None
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise SuiteError(f"parameter {key} = {value!r}: write a step relative to the budget as \"eps/<number>\" "
+                         f"or \"<number>*eps\" with a positive number")
+    return eps / number if match["div"] else eps * number
 
 
 def parse_budgets(values, norm: str, where: str) -> tuple[float, ...]:
@@ -447,6 +471,10 @@ def _attack_entries(index: int, spec, default_surrogates, pools: dict, norm: str
                         defenses=None if defenses is None else _names(defenses, table.where, "defenses"))
     chosen = table.names("pools", tuple(pools) if "surrogates" not in table.raw else ())
     table.reject_unknown()
+    try:
+        at_eps(entry.params, 1.0)  # a malformed "eps/..." value stops here, naming the attack
+    except SuiteError as error:
+        raise SuiteError(f"{table.where} ({entry.name}): {error}") from None
     if on != "surrogates" or not chosen:
         return [replace(entry, family=entry.name)]
     _refuse_unknown(chosen, pools, f"{table.where}: unknown pool(s)", "", f"the suite's [pools]: {', '.join(pools)}")

@@ -26,7 +26,7 @@ from . import atomic
 from .data import load_cifar10
 from .leaderboard.format import fmt_eps
 from .metrics import accuracy_metrics, per_example, predict
-from .suite import CLEAN, AttackEntry, Suite, SuiteError
+from .suite import CLEAN, AttackEntry, Suite, SuiteError, at_eps
 from .whitebox import attacked_model, is_randomised, whitebox_params
 from .zoo import CheckpointError, ModelSpec, TrainRecipe, pretrained_file, resolve_derived, resolve_model
 from .zoo.derived import checked_settings
@@ -133,7 +133,7 @@ class Workspace:
             models = expand_models(self.models, entry.surrogates)
             params, where = entry.params, f"{len(models)} surrogate{'s' * (len(models) != 1)}"
         attack = create_attack(entry.attack, self.acceleration.models(models), eps=cell.eps, norm=self.suite.norm,
-                               seed=self.suite.seed, **params)
+                               seed=self.suite.seed, **at_eps(params, cell.eps))
         started = time.perf_counter()
         with self.acceleration.autocast(self.device):
             x_adv = craft(attack, self.images, self.labels, self.suite.batch_size, self.device,

@@ -246,3 +246,17 @@ def test_a_model_derived_from_a_surrogate_is_no_target_either(tmp_path):
         '[models.f]\nmethod = "finetune"\nfrom = ["a"]\n'
     with pytest.raises(SuiteError, match="model\\(s\\) a would be both a surrogate of attack 'Ens'"):
         load_suite(str(_write(tmp_path, text)))
+
+
+def test_a_step_written_relative_to_the_budget(tmp_path):
+    from robustbench_ens.suite import at_eps
+
+    text = POOLS.replace('name = "PGD"\nattack = "pgd"\non = "defense"',
+                         'name = "PGD"\nattack = "pgd"\non = "defense"\nparams = { alpha = "eps/5", steps = 3 }')
+    pgd = load_suite(str(_write(tmp_path, text))).attacks[-1]
+    assert at_eps(pgd.params, 0.05) == {"alpha": 0.01, "steps": 3}
+    assert at_eps({"alpha": "2.5*eps", "fusion": "logits", "r": "eps"}, 0.04) == \
+        {"alpha": pytest.approx(0.1), "fusion": "logits", "r": 0.04}
+    for bad in ("eps/0", "eps/x", "eps*2", "-1*eps"):
+        with pytest.raises(SuiteError, match="PGD.*eps/<number>"):
+            load_suite(str(_write(tmp_path, text.replace('"eps/5"', f'"{bad}"'))))
