@@ -113,6 +113,7 @@ class AttackEntry:
     defenses: tuple[str, ...] | None = None  # the defenses it runs on; None: all of them
     pool: str | None = None  # the surrogate pool (of the suite's [pools]) it is crafted on, if any
     family: str = ""  # the name the suite file gives it; ``name`` adds "@<pool>" for an attack run on each pool
+    restart: int = 0  # of an attack run ``restarts`` times ("<name>#<r>"): which run; its seed is the suite's + r
 
     @property
     def whitebox(self) -> bool:
@@ -453,7 +454,8 @@ def _names(value, where: str, key: str = "from") -> tuple[str, ...]:
 
 
 def _attack_entries(index: int, spec, default_surrogates, pools: dict, norm: str, source: str) -> list[AttackEntry]:
-    """The suite's entries for one [[attacks]] table: one, or one per surrogate pool it runs on (``<name>@<pool>``)."""
+    """The suite's entries for one [[attacks]] table: one, or one per random restart (``<name>#<r>``, with ``restarts``)
+    and per surrogate pool it runs on (``<name>@<pool>``)."""
     table = _Table(spec, f"{source} [[attacks]] #{index + 1}")
     on = table.text("on", "surrogates")
     if on not in ATTACK_TARGETS:
@@ -470,16 +472,19 @@ def _attack_entries(index: int, spec, default_surrogates, pools: dict, norm: str
                         eot=_positive_int(table.get("eot", 10), f"{table.where} eot"),
                         defenses=None if defenses is None else _names(defenses, table.where, "defenses"))
     chosen = table.names("pools", tuple(pools) if "surrogates" not in table.raw else ())
+    restarts = _positive_int(table.get("restarts", 1), f"{table.where} restarts")
     table.reject_unknown()
     try:
         at_eps(entry.params, 1.0)  # a malformed "eps/..." value stops here, naming the attack
     except SuiteError as error:
         raise SuiteError(f"{table.where} ({entry.name}): {error}") from None
+    runs = [replace(entry, family=entry.name)] if restarts == 1 else \
+        [replace(entry, name=f"{entry.name}#{r}", family=entry.name, restart=r) for r in range(restarts)]
     if on != "surrogates" or not chosen:
-        return [replace(entry, family=entry.name)]
+        return runs
     _refuse_unknown(chosen, pools, f"{table.where}: unknown pool(s)", "", f"the suite's [pools]: {', '.join(pools)}")
-    return [replace(entry, name=f"{entry.name}@{pool}", surrogates=pools[pool], pool=pool, family=entry.name)
-            for pool in chosen]
+    return [replace(run, name=f"{run.name}@{pool}", surrogates=pools[pool], pool=pool)
+            for run in runs for pool in chosen]
 
 
 def _defense_entry(index: int, spec, source: str) -> DefenseEntry:

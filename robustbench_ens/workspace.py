@@ -133,7 +133,7 @@ class Workspace:
             models = expand_models(self.models, entry.surrogates)
             params, where = entry.params, f"{len(models)} surrogate{'s' * (len(models) != 1)}"
         attack = create_attack(entry.attack, self.acceleration.models(models), eps=cell.eps, norm=self.suite.norm,
-                               seed=self.suite.seed, **at_eps(params, cell.eps))
+                               seed=self.suite.seed + entry.restart, **at_eps(params, cell.eps))
         started = time.perf_counter()
         with self.acceleration.autocast(self.device):
             x_adv = craft(attack, self.images, self.labels, self.suite.batch_size, self.device,

@@ -260,3 +260,14 @@ def test_a_step_written_relative_to_the_budget(tmp_path):
     for bad in ("eps/0", "eps/x", "eps*2", "-1*eps"):
         with pytest.raises(SuiteError, match="PGD.*eps/<number>"):
             load_suite(str(_write(tmp_path, text.replace('"eps/5"', f'"{bad}"'))))
+
+
+def test_random_restarts_are_entries_with_their_own_seeds(tmp_path):
+    text = POOLS.replace('name = "CWA"\nattack = "cwa"\npools = ["hetero"]',
+                         'name = "M-PGD"\nattack = "pgd"\npools = ["hetero"]\nrestarts = 3')
+    suite = load_suite(str(_write(tmp_path, text)))
+    runs = [a for a in suite.attacks if a.family == "M-PGD"]
+    assert [(a.name, a.restart, a.pool) for a in runs] == [(f"M-PGD#{r}@hetero", r, "hetero") for r in range(3)]
+    assert [a.name for a in apply_overrides(suite, attacks=["M-PGD"]).attacks] == [a.name for a in runs]
+    with pytest.raises(SuiteError, match="restarts"):
+        load_suite(str(_write(tmp_path, text.replace("restarts = 3", "restarts = 0"))))
