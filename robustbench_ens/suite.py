@@ -474,6 +474,9 @@ def _attack_entries(index: int, spec, default_surrogates, pools: dict, norm: str
     chosen = table.names("pools", tuple(pools) if "surrogates" not in table.raw else ())
     restarts = _positive_int(table.get("restarts", 1), f"{table.where} restarts")
     table.reject_unknown()
+    if on == "adaptive" and entry.params.get("early_stop"):
+        raise SuiteError(f"{table.where} ({entry.name}): early_stop judges points on the attacked model, which for "
+                         "an adaptive attack is the defense's view, not the defense: run it in full")
     try:
         at_eps(entry.params, 1.0)  # a malformed "eps/..." value stops here, naming the attack
     except SuiteError as error:

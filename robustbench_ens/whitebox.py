@@ -39,10 +39,12 @@ def attacked_model(entry: AttackEntry, defense: nn.Module) -> nn.Module:
 
 
 def whitebox_params(entry: AttackEntry, randomised: bool) -> dict:
-    """The entry's parameters, with EOT switched on against a randomised defense."""
+    """The entry's parameters, with EOT switched on against a randomised defense (and early stopping off: one random
+    draw's prediction cannot say that a point is fooled)."""
     params = dict(entry.params)
     if not randomised:
         return params
+    params.pop("early_stop", None)
     attack = get_attack(entry.attack)
     if "eot_samples" in inspect.signature(attack).parameters:
         params.setdefault("eot_samples", entry.eot)

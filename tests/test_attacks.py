@@ -248,3 +248,47 @@ def test_registry(tiny_models):
     assert isinstance(create_attack("Ens", tiny_models, steps=2), Ens)
     with pytest.raises(UnknownAttackError, match="did you mean ens"):
         create_attack("enss", tiny_models)
+
+
+class Band(nn.Module):
+    """Two classes on the images' mean brightness s: class 1 wins only in a narrow band around 0.55, so PGD steps
+    into the band and, one step later, out of it again."""
+
+    def forward(self, x):
+        s = x.mean(dim=(1, 2, 3))
+        return torch.stack([10 * (s - 0.55).abs(), torch.full_like(s, 0.2)], dim=1)
+
+
+def test_pgd_early_stop_keeps_a_point_that_a_later_step_would_unfool():
+    images, labels = torch.full((1, 3, 4, 4), 0.5), torch.tensor([0])
+    model = Band()
+    make = lambda early: PGD(model, eps=0.1, alpha=0.04, steps=2, random_start=False, early_stop=early)  # noqa: E731
+    assert model(make(False)(images, labels)).argmax(1).item() == 0  # in the band after one step, out after two
+    assert model(make(True)(images, labels)).argmax(1).item() == 1
+
+
+def test_pgd_early_stop_fools_at_least_the_points_plain_pgd_fools(tiny_models, batch):
+    images, labels = batch
+    model = tiny_models[0]
+    with torch.no_grad():
+        labels = model(images).argmax(1)  # every point starts correct
+    plain, early = (PGD(model, eps=8 / 255, steps=10, early_stop=e)(images, labels) for e in (False, True))
+    with torch.no_grad():
+        fooled_plain, fooled_early = (model(x).argmax(1) != labels for x in (plain, early))
+    assert fooled_plain.any() and not fooled_plain.all() and (fooled_early | ~fooled_plain).all()
+    from robustbench_ens.profiling import PassRecorder
+    images_seen = []
+    for stop in (False, True):
+        with PassRecorder([model]) as recorder:
+            PGD(model, eps=8 / 255, steps=10, early_stop=stop)(images, labels)
+        images_seen.append(recorder.counts()["images_forward"])
+    assert images_seen[1] < images_seen[0]  # the fooled points left the batch
+    assert ((early - images).abs().max() <= 8 / 255 + 1e-6) and early.min() >= 0 and early.max() <= 1
+
+
+def test_pgd_early_stop_needs_one_deterministic_model(tiny_models):
+    for kwargs in ({"early_stop": True, "eot_samples": 2}, {"early_stop": True, "transforms": ["di"]}):
+        with pytest.raises(ValueError, match="early_stop"):
+            PGD(tiny_models[:1], **kwargs)
+    with pytest.raises(ValueError, match="early_stop"):
+        PGD(tiny_models, early_stop=True)

@@ -271,3 +271,10 @@ def test_random_restarts_are_entries_with_their_own_seeds(tmp_path):
     assert [a.name for a in apply_overrides(suite, attacks=["M-PGD"]).attacks] == [a.name for a in runs]
     with pytest.raises(SuiteError, match="restarts"):
         load_suite(str(_write(tmp_path, text.replace("restarts = 3", "restarts = 0"))))
+
+
+def test_early_stop_is_refused_on_an_adaptive_attack(tmp_path):
+    text = POOLS.replace('name = "PGD"\nattack = "pgd"\non = "defense"',
+                         'name = "PGD"\nattack = "pgd"\non = "adaptive"\nparams = { early_stop = true }')
+    with pytest.raises(SuiteError, match="early_stop.*adaptive"):
+        load_suite(str(_write(tmp_path, text)))
