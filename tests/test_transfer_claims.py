@@ -69,3 +69,15 @@ def test_every_other_attack_is_compared_with_ens_and_one_outside_the_pools_with_
     report = transfer_claims.report(rows, Path("lb"))
     assert all(f"## {name} against Ens" in report for name in ("SMER", "Ens+DI", "MBA-RN20"))
     assert "AdaEA against Ens" not in report  # a question with no rows is left out
+
+
+def test_the_success_table_gives_every_target_the_mean_and_the_crafting_time():
+    success = pd.DataFrame([{"eps": E8, "attack": a, "defense": d, "success_rate": v}
+                            for a, d, v in (("Ens@homo", "T1", 0.5), ("Ens@homo", "T2", 0.25),
+                                            ("SMER@homo", "T1", 0.75), ("SMER@homo", "T2", 0.5))])
+    cells = pd.DataFrame([{"attack": a, "eps": E8, "craft_time_s": t}
+                          for a, t in (("Ens@homo", 45.2), ("Ens@homo", 45.2), ("SMER@homo", 370.0),
+                                       ("clean", 0.0))])
+    lines = transfer_claims.success_table(success, cells)
+    assert lines[:4] == ["### 8/255", "", "| attack | T1 | T2 | mean | crafting (s) |", "|---|---:|---:|---:|---:|"]
+    assert lines[4:6] == ["| Ens@homo | 50.0 | 25.0 | 37.5 | 45 |", "| SMER@homo | 75.0 | 50.0 | 62.5 | 370 |"]
