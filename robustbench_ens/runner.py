@@ -62,6 +62,7 @@ class RunConfig:
     executor: str = "local"  # who runs the cells: "local" (this process) or "ray" (a Ray cluster)
     ray: RayOptions = field(default_factory=RayOptions)  # used by the ray executor only
     acceleration: Acceleration = field(default_factory=Acceleration)  # how models run while crafting
+    supplied: dict = field(default_factory=dict)  # name -> nn.Module: models of arch "supplied" (benchmark())
 
 
 @dataclass

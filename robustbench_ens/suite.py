@@ -97,6 +97,7 @@ class ModelEntry:
 
 ATTACK_TARGETS = ("surrogates", "defense", "adaptive")  # what an attack's gradients come from
 CERTIFIERS = ("ibp",)  # certify = ...: interval bound propagation (robustbench_ens.certify)
+SUPPLIED = "supplied"  # the arch of a model handed in by the caller (robustbench_ens.benchmark), not built from a file
 EXTERNAL_LIBRARIES = ("robustbench", "timm")  # arch = "<library>:<name>": a model that library loads (zoo.external)
 ROBUSTBENCH_THREATS = ("Linf", "L2", "corruptions")  # RobustBench's CIFAR-10 leaderboards
 

@@ -26,10 +26,11 @@ from . import atomic
 from .data import load_cifar10
 from .leaderboard.format import fmt_eps
 from .metrics import accuracy_metrics, per_example, predict
-from .suite import CLEAN, AttackEntry, Suite, SuiteError, at_eps
+from .suite import CLEAN, SUPPLIED, AttackEntry, Suite, SuiteError, at_eps
 from .whitebox import attacked_model, is_randomised, whitebox_params
 from .zoo import CheckpointError, ModelSpec, TrainRecipe, pretrained_file, resolve_derived, resolve_model
 from .zoo.derived import checked_settings
+from .zoo.external import state_sha256
 
 ADV_FOLDER = "adv"  # the adversarial sets, under the run folder (--out)
 
@@ -174,6 +175,10 @@ def resolve_models(suite: Suite, data, config, device) -> tuple[dict, dict]:
     names = suite.model_names()
     for name in names:  # before any training: a model the zoo cannot reproduce is never replaced
         entry = suite.models[name]
+        if entry.arch == SUPPLIED:
+            if name not in config.supplied:
+                raise SuiteError(f"model {name!r} is to be supplied by the caller (robustbench_ens.benchmark)")
+            continue
         found = config.models_dir and pretrained_file(config.models_dir, entry.checkpoint)
         if entry.require_checkpoint and not found:
             raise CheckpointError(
@@ -188,7 +193,12 @@ def resolve_models(suite: Suite, data, config, device) -> tuple[dict, dict]:
     models, provenance = {}, {}
     for name in names:  # bases come before the models derived from them (Suite.model_names)
         entry = suite.models[name]
-        if entry.method:
+        if entry.arch == SUPPLIED:
+            model = config.supplied[name]
+            models[name] = model.to(device).eval()
+            provenance[name] = {"sha256": state_sha256(model), "arch": type(model).__name__,
+                                "origin": "supplied by the caller"}
+        elif entry.method:
             members, provenance[name] = resolve_derived(
                 name, entry.method, [models[b] for b in entry.bases], [provenance[b]["sha256"] for b in entry.bases],
                 data, config.cache_dir, params=entry.params, train=entry.train, seed=entry.seed, device=device,
