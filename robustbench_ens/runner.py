@@ -29,6 +29,7 @@ from .certify import UnsupportedModelError, certified
 from .data import NUM_CLASSES
 from .executors import GridWork, RayOptions, create_executor
 from .leaderboard import write_leaderboard
+from .leaderboard.front import write_front_page
 from .leaderboard.format import fmt_eps
 from .leaderboard.per_example import FILENAME as PER_EXAMPLE_FILE
 from .metrics import accuracy, checked_logits
@@ -120,6 +121,8 @@ def run_suite(config: RunConfig) -> RunResult:
         result.leaderboard_files = write_leaderboard(
             result.cells, setting, config.leaderboard_dir, store.outcomes(result.cells["cell_id"]),
             certificates=_certificates(suite, defenses, images, labels, device))
+        if config.leaderboard_dir.resolve().parent.name == "leaderboards":  # a published suite: the front page too
+            result.leaderboard_files += write_front_page(config.leaderboard_dir.resolve().parent)
     return result
 
 
