@@ -8,7 +8,11 @@ CIFAR-10 test images, this script
    the attack), and its peak memory;
 2. replays exactly those passes alone on random inputs (:func:`robustbench_ens.profiling.replay`);
 3. reports images/s = batch / attack time and efficiency = replay time / attack time (medians
-   over ``--repeats`` runs).
+   over ``--repeats`` runs);
+4. counts the FLOPs of those passes (:func:`robustbench_ens.profiling.recorded_flops`) and reports
+   the attack's achieved FLOP/s as a share of the machine's attainable peak, a large matrix
+   product timed once per run (:func:`robustbench_ens.profiling.matmul_peak`; fp32, and bf16 on
+   a GPU). The JSON also lists each surrogate's forward and backward FLOPs per image.
 
 Variants (``--variants``): ``fp32`` (plain), ``bf16`` (the attack inside torch.autocast),
 ``channels_last``, ``stack`` (same-architecture surrogates vmapped together) and ``compile``
@@ -41,7 +45,8 @@ from attacks.acceleration import StackedMember, accelerate  # noqa: E402
 from defenses import Ensemble  # noqa: E402
 from robustbench_ens import environment  # noqa: E402
 from robustbench_ens.data import load_cifar10  # noqa: E402
-from robustbench_ens.profiling import PassRecorder, PeakMemory, replay, synchronize  # noqa: E402
+from robustbench_ens.profiling import (PassRecorder, PeakMemory, matmul_peak, pass_flops,  # noqa: E402
+                                      recorded_flops, replay, synchronize)
 from robustbench_ens.zoo import load_checkpoint  # noqa: E402
 
 # Surrogates in the order they join the ensemble: K=2 the first two, K=4 the four standard
@@ -105,7 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or REPO / "benchmarks" / "results" / f"attack_speed_{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     allocator = "default, as it comes" if args.default_allocator else environment.tune_cpu_allocator()
-    machine = {**environment.hardware(device), "threads": threads, "allocator": allocator}
+    peaks = {"fp32": matmul_peak(device)}
+    if device.type == "cuda":
+        peaks["bf16"] = matmul_peak(device, torch.bfloat16)
+    machine = {**environment.hardware(device), "threads": threads, "allocator": allocator,
+               "matmul_peak_flops": peaks}
+    per_image = {name: dict(zip(("forward", "backward"), (f / batch for f in pass_flops(
+        model, tuple(images.shape), device)))) for name, model in zip(SURROGATES, load_surrogates(
+            args.models, max(args.surrogates), device))}
     rows = []
     for k in args.surrogates:
         for variant in ["fp32"] + [v for v in args.variants if v != "fp32" and k == args.variant_surrogates]:
@@ -113,10 +125,13 @@ def main(argv: list[str] | None = None) -> int:
             warm_up(models, images, labels)
             for name in (a for a in args.attacks if variant == "fp32" or a in args.variant_attacks):
                 row = time_attack(name, models, variant, images, labels, args, device)
+                row["share_of_peak"] = row["flops_per_s"] / peaks["bf16" if variant == "bf16" and "bf16" in peaks
+                                                                 else "fp32"]
                 rows.append(row)
                 print(format_row(row), flush=True)
                 add_speedups(rows)
-                out.write_text(json.dumps({"machine": machine, "batch": batch, "eps": args.eps, "rows": rows},
+                out.write_text(json.dumps({"machine": machine, "batch": batch, "eps": args.eps,
+                                           "model_flops_per_image": per_image, "rows": rows},
                                           indent=1))  # after every row: a cut-short run keeps what it measured
     print(markdown_table(rows))
     print(f"wrote {out}")
@@ -158,10 +173,12 @@ def time_attack(name, models, variant, images, labels, args, device) -> dict:
         with autocast:
             alone.append(replay(watched, recorder.passes, device))
     seconds, alone = statistics.median(runs), statistics.median(alone)
+    flops = recorded_flops(watched, recorder.passes, device)
     return {"attack": name, "variant": variant, "surrogates": len(models), "batch": len(images),
             "repeats": args.repeats,
             "steps": params.get(steps_key, getattr(attack, steps_key, None)), "seconds": seconds,
             "images_per_s": len(images) / seconds, "passes_alone_s": alone, "efficiency": alone / seconds,
+            "flops": flops, "flops_per_s": flops / seconds,
             **recorder.counts(), "peak_mib": None if memory.peak_bytes is None else memory.peak_bytes / 2**20}
 
 
@@ -185,18 +202,20 @@ def add_speedups(rows: list[dict]) -> None:
 def format_row(row: dict) -> str:
     peak = "-" if row["peak_mib"] is None else f"{row['peak_mib']:.0f} MiB"
     return (f"{row['attack']:>20} {row['variant']:>13} K={row['surrogates']} steps={row['steps']}: "
-            f"{row['images_per_s']:8.1f} img/s  efficiency {row['efficiency']:.3f}  peak {peak}  "
+            f"{row['images_per_s']:8.1f} img/s  efficiency {row['efficiency']:.3f}  "
+            f"{row['flops_per_s'] / 1e9:.1f} GFLOP/s ({100 * row.get('share_of_peak', 0):.0f} % of peak)  peak {peak}  "
             f"({row['forward']} fwd, {row['backward']} bwd)")
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| attack | variant | K | steps | images/s | efficiency | speed-up vs fp32 | peak MiB | fwd | bwd |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| attack | variant | K | steps | images/s | efficiency | GFLOP/s | share of peak | speed-up vs fp32 "
+             "| peak MiB | fwd | bwd |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         peak = "–" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"
         speedup = "–" if r["speedup_vs_fp32"] is None else f"{r['speedup_vs_fp32']:.2f}"
         lines.append(f"| {r['attack']} | {r['variant']} | {r['surrogates']} | {r['steps']} | "
-                     f"{r['images_per_s']:.1f} | {r['efficiency']:.2f} | {speedup} | {peak} | "
+                     f"{r['images_per_s']:.1f} | {r['efficiency']:.2f} | {r['flops_per_s'] / 1e9:.1f} | "
+                     f"{100 * r['share_of_peak']:.1f} % | {speedup} | {peak} | "
                      f"{r['forward']} | {r['backward']} |")
     return "\n".join(lines)
 

@@ -4,10 +4,14 @@ An attack's necessary work is the forward and backward passes of its models; eve
 (projections, momentum, Python) is overhead. :class:`PassRecorder` records every pass an attack
 makes (which model, input shape, with or without autograd, how many backward passes went
 through its output); :func:`replay` runs exactly those passes on random inputs with nothing
-around them. ``replay time / attack time`` is the attack's efficiency (1.0: no overhead).
+around them. ``replay time / attack time`` is the attack's efficiency (1.0: no overhead). Against the machine
+rather than the passes: :func:`recorded_flops` counts the passes' FLOPs and :func:`matmul_peak`
+measures what the machine attains, so ``flops / time / peak`` is the share of the machine an
+attack uses.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -110,6 +114,55 @@ def _run_pass(model: nn.Module, x: torch.Tensor, p: Pass) -> None:
         out = model(leaf, *p.extra)
         for i in range(p.backwards):
             torch.autograd.grad(out, leaf, grad_outputs=torch.ones_like(out), retain_graph=i + 1 < p.backwards)
+
+
+def pass_flops(model: nn.Module, shape: tuple[int, ...], device: torch.device, extra: tuple = ()) -> tuple[int, int]:
+    """FLOPs of one forward pass of ``model`` on an input of ``shape`` and of one backward pass to that input (what
+    an attack's gradient costs: no parameter gradients), as torch's FlopCounterMode counts them (matrix products and
+    convolutions; element-wise work is not counted). The model runs in eval mode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    mode = model.training
+    model.eval()
+    try:
+        leaf = torch.rand(shape, device=device).requires_grad_(True)
+        with torch.enable_grad():
+            with FlopCounterMode(display=False) as forward:
+                out = model(leaf, *extra)
+            with FlopCounterMode(display=False) as backward:
+                torch.autograd.grad(out, leaf, grad_outputs=torch.ones_like(out))
+    finally:
+        model.train(mode)
+    return forward.get_total_flops(), backward.get_total_flops()
+
+
+def recorded_flops(models: list[nn.Module], passes: list[Pass], device: torch.device) -> int:
+    """The FLOPs of the recorded ``passes``: each forward, and each backward pass through its output."""
+    per_pass: dict[tuple, tuple[int, int]] = {}
+    total = 0
+    for p in passes:
+        key = (p.model, p.shape, p.extra)
+        if key not in per_pass:
+            per_pass[key] = pass_flops(models[p.model], p.shape, device, p.extra)
+        forward, backward = per_pass[key]
+        total += forward + p.backwards * backward
+    return total
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, size: int = 4096, repeats: int = 5) -> float:
+    """The attainable FLOP/s of the machine for ``dtype``: the best of ``repeats`` timed products of two square
+    ``size`` x ``size`` matrices (2 size^3 FLOPs each), after one warm-up product."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    a, b = (torch.rand(size, size, generator=generator, device=device).to(dtype) for _ in range(2))
+    torch.matmul(a, b)
+    best = math.inf
+    for _ in range(repeats):
+        synchronize(device)
+        started = time.perf_counter()
+        torch.matmul(a, b)
+        synchronize(device)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size ** 3 / best
 
 
 def synchronize(device: torch.device) -> None:

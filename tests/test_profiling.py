@@ -122,3 +122,26 @@ def test_peak_memory_sees_a_large_allocation():
     if peak == "None":
         pytest.skip("this system cannot reset the peak resident set size")
     assert int(peak) >= int(before) + 200 * 2**20
+
+
+def test_flops_of_a_linear_pass_by_hand():
+    from robustbench_ens.profiling import pass_flops
+
+    model = torch.nn.Linear(10, 5)
+    assert pass_flops(model, (3, 10), torch.device("cpu")) == (2 * 3 * 10 * 5, 2 * 3 * 10 * 5)
+
+
+def test_an_attacks_flops_are_its_passes(tiny_models, batch):
+    from robustbench_ens.profiling import pass_flops, recorded_flops
+
+    recorder = record(Ens(tiny_models, steps=STEPS), tiny_models, batch)
+    forward, backward = pass_flops(tiny_models[0], tuple(batch[0].shape), torch.device("cpu"))
+    assert forward > 0 and backward > 0
+    k = len(tiny_models)  # the tiny models share one architecture: the same FLOPs each
+    assert recorded_flops(tiny_models, recorder.passes, torch.device("cpu")) == STEPS * k * (forward + backward)
+
+
+def test_the_matmul_peak_is_a_rate():
+    from robustbench_ens.profiling import matmul_peak
+
+    assert 1e6 < matmul_peak(torch.device("cpu"), size=256, repeats=2) < 1e15
