@@ -504,13 +504,13 @@ def test_the_front_page_lists_every_published_leaderboard(tmp_path):
     from robustbench_ens.leaderboard.front import write_front_page
 
     published = Path(__file__).resolve().parents[1] / "leaderboards"
-    for folder in ("cifar10", "cifar10_pools/homo_pool_only"):
+    for folder in ("cifar10", "cifar10/per_example_preview"):
         (tmp_path / folder).mkdir(parents=True)
         shutil.copy(published / folder / "leaderboard.json", tmp_path / folder / "leaderboard.json")
     readme, index = write_front_page(tmp_path)
     text = readme.read_text()
     assert "| cifar10 | 13 defenses; 8 transfer, 3 white-box, 1 adaptive, 1 black-box attacks | 500 |" in text
     assert "| per attack (first edition) | RN2B-AT2: 13.8 % (clean 69.0 %) |" in text
-    assert "| cifar10\\_pools/homo\\_pool\\_only | 16 defenses; 4 transfer attacks | 500 |" in text
-    assert "[cifar10\\_pools/homo\\_pool\\_only/README.md](cifar10_pools/homo_pool_only/README.md)" in text
+    assert "| cifar10/per\\_example\\_preview | 7 defenses; 7 transfer, 1 white-box attacks | 500 |" in text
+    assert "[cifar10/per\\_example\\_preview/README.md](cifar10/per_example_preview/README.md)" in text
     assert 'href="cifar10/index.html"' in index.read_text()
