@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from robustbench_ens.zoo.derived import Method, register_method
+from robustbench_ens.zoo.derived import Method, register_method, with_defaults
 from robustbench_ens.zoo.normalize import Normalized
 from robustbench_ens.zoo.train import augment, recipe_from_dict
 
@@ -129,10 +129,7 @@ def register_joint_method(name: str, objective: Callable[..., Objective], defaul
     ``objective(**params)`` (``defaults``: its coefficients), from ``recipe`` updated by the suite's ``train``."""
 
     def settings(params: dict, train: dict) -> dict:
-        unknown = sorted(set(params) - set(defaults))
-        if unknown:
-            raise ValueError(f"unknown {name} params {unknown} (known: {', '.join(defaults)})")
-        values = {**defaults, **params}
+        values = with_defaults(name, params, defaults)
         for key, value in values.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name}'s {key} must be a finite number, got {value!r}")

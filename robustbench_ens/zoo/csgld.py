@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from .derived import Method, register_method
+from .derived import Method, register_method, with_defaults
 from .normalize import Normalized
 from .registry import create_model
 from .train import TrainRecipe, train_model
@@ -82,10 +82,7 @@ def _check(recipe: TrainRecipe, samples_per_cycle, noise_epochs) -> int:
 
 
 def _settings(params: dict, train: dict) -> dict:
-    unknown = sorted(set(params) - set(CSGLD_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown cSGLD params {unknown} (known: {', '.join(CSGLD_DEFAULTS)})")
-    settings = {**CSGLD_DEFAULTS, **params}
+    settings = with_defaults("cSGLD", params, CSGLD_DEFAULTS)
     temperature = settings["temperature"]
     if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
                                     or not temperature > 0):

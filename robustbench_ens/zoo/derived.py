@@ -96,6 +96,14 @@ def checked_settings(method_name: str, n_bases: int, params: dict | None = None,
     return method, method.settings(dict(params or {}), dict(train or {}))
 
 
+def with_defaults(method: str, params: dict, defaults: dict) -> dict:
+    """A method's ``params`` completed with its ``defaults``; a ValueError naming any key it does not know."""
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown {method} params {unknown} (known: {', '.join(defaults)})")
+    return {**defaults, **params}
+
+
 def derived_cache_key(method: str, base_sha256: list[str], settings: dict, seed: int, data_sha256: str) -> str:
     """First 16 hex digits of the sha256 of what determines the derived models."""
     payload = {"method": method, "base_sha256": base_sha256, "settings": settings, "seed": seed,

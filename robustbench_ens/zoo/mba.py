@@ -28,7 +28,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .derived import Method, register_method
+from attacks.checks import positive_int, positive_number
+
+from .derived import Method, register_method, with_defaults
 from .normalize import Normalized
 from .train import TrainRecipe, augment, train_model
 
@@ -143,18 +145,11 @@ def recompute_batchnorm(model: torch.nn.Module, data, recipe: TrainRecipe, fract
 
 
 def _settings(params: dict, train: dict) -> dict:
-    unknown = sorted(set(params) - set(MBA_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown MBA params {unknown} (known: {', '.join(MBA_DEFAULTS)})")
-    settings = {**MBA_DEFAULTS, **params}
+    settings = with_defaults("MBA", params, MBA_DEFAULTS)
     for key in ("n_samples", "moment_updates"):
-        if isinstance(settings[key], bool) or not isinstance(settings[key], int) or settings[key] < 1:
-            raise ValueError(f"MBA's {key} must be an integer >= 1, got {settings[key]!r}")
+        positive_int(settings[key], f"MBA's {key}")
     for key in ("scale", "beta", "radius", "flatness", "bn_fraction"):
-        value = settings[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"MBA's {key} must be a finite number >= 0, got {value!r}")
-        settings[key] = float(value)
+        settings[key] = positive_number(settings[key], f"MBA's {key}")
     if settings["radius"] == 0 or not 0 < settings["bn_fraction"] <= 1:
         raise ValueError("MBA's radius must be > 0 and bn_fraction in (0, 1]")
     recipe = TrainRecipe.from_dict({**MBA_RECIPE.to_dict(), **train})
