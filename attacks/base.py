@@ -7,7 +7,8 @@ Contract (shared by every attack in this package):
   ``images`` and inside [0, 1];
 - the models' parameters, ``.grad`` fields and train/eval modes are left as found (models
   run in eval mode during the attack; gradients are taken with respect to the input only);
-- randomness comes from a ``torch.Generator`` seeded from ``seed`` at every call, and torch's
+- randomness comes from a ``torch.Generator`` seeded from ``seed`` at every call (a random start
+  from one generator per image, seeded from ``seed`` and its pixels), and torch's
   global RNG (which a randomised model, or a wrapped library, may draw from) is seeded from
   ``seed`` for the call and restored afterwards: the same seed and inputs give the same images,
   and the caller's RNG state is left as it was;
@@ -19,6 +20,7 @@ Contract (shared by every attack in this package):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import warnings
 from collections.abc import Sequence
 
@@ -142,18 +144,24 @@ class MomentumIterativeAttack(Attack):
             grad = self.gradient(images, x_adv, labels)
             momentum = self.accumulate_momentum(momentum, grad)
             x_adv = self.project(images, x_adv + self.step(momentum)).detach()
+        check_finite(momentum, self)
         return x_adv
 
     def init_adversarial(self, images: torch.Tensor) -> torch.Tensor:
-        """The starting point: ``images``, or a uniform draw in the eps-ball if ``random_start``."""
+        """The starting point: ``images``, or a uniform draw in the eps-ball if ``random_start``.
+
+        Each image draws its start from its own generator, seeded from ``seed`` and the image's
+        pixels: a point starts at the same place whatever batch it is in, so an attack run on a
+        subset of the points (a cascade's next stage) gives each the start it gets in the full run.
+        """
         if not self.random_start:
             return images.clone()
-        noise = torch.rand(images.shape, generator=self.generator, device=images.device, dtype=images.dtype)
+        generators = per_example_generators(images, self.seed)
+        noise = _stacked_draws(torch.rand, generators, images)
         if self.norm == "Linf":
             delta = (2 * noise - 1) * self.eps
         else:
-            direction = torch.randn(images.shape, generator=self.generator, device=images.device,
-                                    dtype=images.dtype)
+            direction = _stacked_draws(torch.randn, generators, images)
             radius = noise.flatten(1)[:, :1].view(-1, *([1] * (images.dim() - 1))) * self.eps
             delta = direction / per_sample_norm(direction, p=2) * radius
         return self.project(images, images + delta)
@@ -213,10 +221,32 @@ class MomentumIterativeAttack(Attack):
         return size * momentum / per_sample_norm(momentum, p=2).clamp_min(1e-12)
 
 
+def check_finite(momentum: torch.Tensor, attack: Attack) -> None:
+    """A FloatingPointError unless ``momentum`` is finite. A NaN gradient would otherwise pass silently: its sign
+    is 0, so the image would simply not move; and a NaN, once in the momentum, stays there to the end."""
+    if not torch.isfinite(momentum).all():
+        bad = int((~torch.isfinite(momentum.flatten(1))).any(1).sum())
+        raise FloatingPointError(f"{type(attack).__name__}: the gradient became NaN or infinite for {bad} of "
+                                 f"{len(momentum)} images; a surrogate's output or the loss is not finite there")
+
+
 def input_gradient(loss_fn, x: torch.Tensor) -> torch.Tensor:
     """Gradient of the scalar ``loss_fn(x)`` with respect to ``x`` only (no parameter .grad)."""
     x = x.detach().requires_grad_(True)
     return torch.autograd.grad(loss_fn(x), x)[0]
+
+
+def per_example_generators(images: torch.Tensor, seed: int) -> list[torch.Generator]:
+    """One CPU generator per image, seeded from ``seed`` and the image's pixels (a BLAKE2b digest of its bytes)."""
+    pixels = images.detach().to("cpu", torch.float32).contiguous().numpy()
+    key = int(seed).to_bytes(8, "little", signed=True)
+    return [torch.Generator().manual_seed(int.from_bytes(
+        hashlib.blake2b(row.tobytes(), digest_size=8, key=key).digest(), "little") >> 1) for row in pixels]
+
+
+def _stacked_draws(draw, generators: list[torch.Generator], like: torch.Tensor) -> torch.Tensor:
+    """``draw`` (torch.rand or torch.randn) of one image's shape from each generator, stacked like ``like``."""
+    return torch.stack([draw(like.shape[1:], generator=g) for g in generators]).to(like.device, like.dtype)
 
 
 def per_sample_norm(t: torch.Tensor, p: float) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .base import check_finite
 from .checks import positive_int, positive_number
 from .ens import Ens
 from .losses import classification_loss
@@ -69,6 +70,7 @@ class PGD(Ens):
             x = x_adv[active].detach().requires_grad_(True)
             logits = self.models[0](x)
             grad = torch.autograd.grad(self.signed(classification_loss(logits, labels[active], self.loss)), x)[0]
+            check_finite(grad, self)
             prediction = logits.detach().argmax(1)
             still = prediction == labels[active] if not self.targeted else prediction != labels[active]
             active, grad, x = active[still], grad[still], x.detach()[still]

@@ -2,11 +2,13 @@
 Diversity Facilitates Adversarial Transferability", CVPR 2024), on MI-FGSM."""
 from __future__ import annotations
 
+import math
+
 import torch
-import torch.nn.functional as F
 
 from .base import MomentumIterativeAttack, l1_normalised, positive_number
 from .checks import positive_int
+from .losses import log_cross_entropy
 from .registry import register_attack
 
 GRANULARITIES = ("sample", "batch")
@@ -33,9 +35,11 @@ class SMER(MomentumIterativeAttack):
     models per outer step, beta = alpha = eps / steps, SGD with learning rate 0.02 and weight decay
     0.002, momentum decay 1.0, 10 steps. The weights' gradient is taken at x~ before the step, as
     there; the reweighing loss is the cross-entropy whatever ``loss`` is (its logarithm needs a
-    positive loss); for a targeted attack (absent from the official code) the weights descend
-    log CE towards the target instead. Decisions where the official code is not what a benchmark
-    can use:
+    positive loss), and its logarithm is computed stably (:func:`~attacks.losses.log_cross_entropy`):
+    CIFAR surrogates are often so sure of a clean label that CE is 0 in float32, where ``-CE.log()``
+    (as in the official code) has a NaN gradient; for a targeted attack (absent from the official
+    code) the weights descend log CE towards the target instead. Decisions where the official code
+    is not what a benchmark can use:
 
     - ``weight_granularity="sample"`` learns one set of weights per image (its own SGD run on its
       own loss, as if it were attacked alone). The official code learns one set for the batch from
@@ -110,9 +114,10 @@ class SMER(MomentumIterativeAttack):
         weights = self._weights.clone().requires_grad_(True)
         with torch.enable_grad():
             fused = sum(weights[:, m:m + 1] * z for m, z in enumerate(logits)) / len(logits)
-            ce = F.cross_entropy(fused, labels, reduction="none")
-            ce = ce if self.weight_granularity == "sample" else ce.mean().unsqueeze(0)
-            objective = (ce.log() if self.targeted else -ce.log()).sum()
+            log_ce = log_cross_entropy(fused, labels)  # finite where a confident ensemble's CE underflows to 0
+            if self.weight_granularity == "batch":  # log of the batch's mean CE
+                log_ce = (torch.logsumexp(log_ce, dim=0) - math.log(len(log_ce))).unsqueeze(0)
+            objective = (log_ce if self.targeted else -log_ce).sum()
             grad = torch.autograd.grad(objective, weights)[0]
         self._weights -= self.weight_lr * (grad + self.weight_decay * self._weights)
 
