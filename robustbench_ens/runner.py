@@ -149,10 +149,13 @@ class _Recorder:
         self.store.put_adv_set(record)
         self.result.crafted.append((record["attack"], record["eps"]))
 
-    def finished_cell(self, cell: Cell, record: dict, craft_time: float) -> None:
-        """A cell's metrics, or its failure, with the seconds its adversarial set took to craft."""
+    def finished_cell(self, cell: Cell, record: dict, adv_set: dict | None) -> None:
+        """A cell's metrics, or its failure, with its adversarial set's record (None: the clean row, or no set):
+        the seconds the set took to craft and, for a cascaded cell, on how many points its attack ran."""
+        adv_set = adv_set or {}
         self.store.put_cell({**asdict(cell), **record, "suite": self.suite.name, "seed": self.suite.seed,
-                             "n": self.n, "craft_time_s": craft_time, "versions": self.versions, "finished_at": now()})
+                             "n": self.n, "craft_time_s": adv_set.get("craft_time_s", 0.0),
+                             "attacked": adv_set.get("attacked"), "versions": self.versions, "finished_at": now()})
         self.result.evaluated += 1
         self.bar.update(1)
         self.bar.write(_cell_line(cell, record))
@@ -250,16 +253,25 @@ def _grid(suite: Suite, data_sha256: str, identity: dict, bf16: bool = False) ->
     precision = {"precision": "bf16"} if bf16 else {}  # bf16 sets are other sets; fp32 ones keep their ids
     defense_ids = {d.name: _defense_payload(d, identity) for d in suite.defenses}
     cells = []
+    stage = {}  # (kind, eps, defense) -> the adversarial-set key of the kind's last cascaded attack so far
     rows = [(None, 0.0)] + [(a, eps) for a in suite.attacks for eps in a.eps_values(suite.eps)]
     for attack, eps in rows:
         attack_payload = _attack_payload(attack, identity) if attack else CLEAN
         shared_key = _fingerprint({**common, "attack": attack_payload, "eps": eps, **(precision if attack else {})})
         for defense in (d for d in suite.defenses if attack is None or attack.runs_on(d.name)):
-            # a transfer set serves every defense; a white-box set is crafted on (and for) one defense
-            adv_key = _fingerprint({"shared": shared_key, "defense": defense_ids[defense.name]}) \
+            cascaded = attack is not None and attack.cascade
+            chain = (attack_kind(attack), eps, defense.name) if cascaded else None  # one cascade per threat model
+            after = stage.get(chain)
+            # a transfer set serves every defense; a white-box set is crafted on (and for) one defense, and a
+            # cascaded one also on the set of the cascade's stage before it
+            adv_key = _fingerprint({"shared": shared_key, "defense": defense_ids[defense.name],
+                                    **({"cascade_after": after or CLEAN} if cascaded else {})}) \
                 if attack is not None and attack.whitebox else shared_key
             cell_id = _fingerprint({"adv": adv_key, "defense": defense_ids[defense.name]})
-            cells.append(Cell(attack.name if attack else CLEAN, eps, defense.name, cell_id, adv_key))
+            cells.append(Cell(attack.name if attack else CLEAN, eps, defense.name, cell_id, adv_key, cascaded,
+                              after if cascaded else None))
+            if cascaded:
+                stage[chain] = adv_key
     return cells
 
 
@@ -311,7 +323,8 @@ def _setting(suite, data, images, labels, models, provenance, cells, device, ver
                      "surrogates": list(a.surrogates) or [ATTACKED[attack_kind(a)]], "kind": attack_kind(a),
                      **({"pool": a.pool} if a.pool else {}),
                      "eps": a.eps_values(suite.eps), "eot": eot_samples(a),
-                     "defenses": "all" if a.defenses is None else list(a.defenses)} for a in suite.attacks],
+                     "defenses": "all" if a.defenses is None else list(a.defenses),
+                     **({"cascade": _cascade_text(suite, a)} if a.cascade else {})} for a in suite.attacks],
         "surrogates": [{"name": name, "arch": provenance[name].get("arch"), "origin": provenance[name].get("origin"),
                         "source": _origin_text(provenance[name]), "sha256": provenance[name].get("sha256"),
                         "clean_acc": surrogate_acc[name]} for name in surrogates],
@@ -323,6 +336,14 @@ def _setting(suite, data, images, labels, models, provenance, cells, device, ver
         **({"acceleration": accelerated} if (accelerated := [k for k, on in asdict(config.acceleration).items()
                                                               if on]) else {}),
     }
+
+
+def _cascade_text(suite: Suite, entry: AttackEntry) -> str:
+    """Where a cascaded attack stands in its cascade, for the page."""
+    before = [a.name for a in suite.attacks[:suite.attacks.index(entry)]
+              if a.cascade and attack_kind(a) == attack_kind(entry)]
+    return f"on the points still robust after {', '.join(before)}" if before else \
+        "first stage: on the points each defense classifies correctly"
 
 
 def _mean_accuracy(members: list, images, labels, batch_size: int, device) -> float:

@@ -10,7 +10,8 @@ A finished cell's per-example outcomes (which test points the defense classified
 clean, and under the attack) go into ``outcomes`` in the same transaction as the cell, as
 bit-packed 0/1 arrays (``numpy.packbits``, 1250 bytes per array for 10 000 points): the
 per-example worst case needs them, and a cell is never recorded without them. A failed
-cell has none.
+cell has none. A cascaded cell (and its set) records in ``attacked`` how many points its
+attack ran on. A store written before a column existed gets it, empty, when it is opened.
 """
 from __future__ import annotations
 
@@ -27,11 +28,11 @@ CELL_COLUMNS = {
     "seed": "INTEGER", "n": "INTEGER", "clean_acc": "REAL", "robust_acc": "REAL", "success_rate": "REAL",
     "linf_mean": "REAL", "linf_max": "REAL", "l2_mean": "REAL", "l2_max": "REAL",
     "craft_time_s": "REAL", "eval_time_s": "REAL", "status": "TEXT", "error": "TEXT",
-    "adv_key": "TEXT", "finished_at": "TEXT", "versions": "TEXT",
+    "adv_key": "TEXT", "finished_at": "TEXT", "versions": "TEXT", "attacked": "INTEGER",
 }
 ADV_COLUMNS = {
     "adv_key": "TEXT PRIMARY KEY", "suite": "TEXT", "attack": "TEXT", "eps": "REAL", "n": "INTEGER",
-    "path": "TEXT", "craft_time_s": "REAL", "created_at": "TEXT",
+    "path": "TEXT", "craft_time_s": "REAL", "created_at": "TEXT", "attacked": "INTEGER",
 }
 OUTCOME_COLUMNS = {"cell_id": "TEXT PRIMARY KEY", "n": "INTEGER", "clean_correct": "BLOB", "adv_correct": "BLOB"}
 OUTCOMES = ("clean_correct", "adv_correct")  # a cell record's per-example arrays (bool, one entry per test point)
@@ -43,10 +44,12 @@ class ResultStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute(_create("cells", CELL_COLUMNS))
-            db.execute(_create("adv_sets", ADV_COLUMNS))
-            db.execute(_create("outcomes", OUTCOME_COLUMNS))
+        with closing(self._connect()) as db, db:
+            for table, columns in (("cells", CELL_COLUMNS), ("adv_sets", ADV_COLUMNS), ("outcomes", OUTCOME_COLUMNS)):
+                db.execute(_create(table, columns))
+                present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                for column in columns.keys() - present:  # a store written before the column existed: added, empty
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {columns[column]}")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60)

@@ -115,6 +115,7 @@ class AttackEntry:
     pool: str | None = None  # the surrogate pool (of the suite's [pools]) it is crafted on, if any
     family: str = ""  # the name the suite file gives it; ``name`` adds "@<pool>" for an attack run on each pool
     restart: int = 0  # of an attack run ``restarts`` times ("<name>#<r>"): which run; its seed is the suite's + r
+    cascade: bool = False  # white-box: attack only the points still robust after the cascaded attacks listed before
 
     @property
     def whitebox(self) -> bool:
@@ -474,7 +475,14 @@ def _attack_entries(index: int, spec, default_surrogates, pools: dict, norm: str
                         defenses=None if defenses is None else _names(defenses, table.where, "defenses"))
     chosen = table.names("pools", tuple(pools) if "surrogates" not in table.raw else ())
     restarts = _positive_int(table.get("restarts", 1), f"{table.where} restarts")
+    cascade = table.get("cascade", False)
     table.reject_unknown()
+    if not isinstance(cascade, bool):
+        raise SuiteError(f"{table.where} ({entry.name}): cascade must be true or false, got {cascade!r}")
+    if cascade and on == "surrogates":
+        raise SuiteError(f"{table.where} ({entry.name}): cascade is for attacks on each defense (on = \"defense\" or "
+                         "\"adaptive\"); a transfer set is crafted once for every defense")
+    entry = replace(entry, cascade=cascade)
     if on == "adaptive" and entry.params.get("early_stop"):
         raise SuiteError(f"{table.where} ({entry.name}): early_stop judges points on the attacked model, which for "
                          "an adaptive attack is the defense's view, not the defense: run it in full")

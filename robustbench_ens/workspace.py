@@ -63,6 +63,8 @@ class Cell:
     defense: str
     cell_id: str
     adv_key: str
+    cascaded: bool = False  # crafted only on the points still robust after the cascade's stages before it
+    after: str | None = None  # a cascaded cell's previous stage (its adversarial-set key); None: the first stage
 
 
 class Workspace:
@@ -81,15 +83,18 @@ class Workspace:
         self.acceleration = acceleration
         self._randomised: dict[str, bool] = {}
         self._clean_pred: dict[str, torch.Tensor] = {}
+        self._adv_pred: dict[tuple[str, str], torch.Tensor] = {}  # (adv_key, defense) -> predictions, for cascades
 
     def craft_set(self, cell: Cell) -> tuple[torch.Tensor, dict]:
-        """Crafts and saves the adversarial set of ``cell``: its images and its ``adv_sets`` record for the store."""
-        x_adv, craft_time = self._craft(next(a for a in self.suite.attacks if a.name == cell.attack), cell)
+        """Crafts and saves the adversarial set of ``cell``: its images and its ``adv_sets`` record for the store
+        (``attacked``: for a cascaded cell, how many points it attacked)."""
+        x_adv, craft_time, attacked = self._craft(next(a for a in self.suite.attacks if a.name == cell.attack), cell)
         path = adv_file(self.adv_folder, cell.adv_key)
         atomic.write_with(path, lambda tmp: save_file({"x_adv": x_adv}, str(tmp),
                                                       metadata={"attack": cell.attack, "eps": repr(cell.eps)}))
         return x_adv, {"adv_key": cell.adv_key, "suite": self.suite.name, "attack": cell.attack, "eps": cell.eps,
-                       "n": len(x_adv), "path": str(path), "craft_time_s": craft_time, "created_at": now()}
+                       "n": len(x_adv), "path": str(path), "craft_time_s": craft_time, "attacked": attacked,
+                       "created_at": now()}
 
     def adversarial_images(self, cell: Cell, record: dict | None) -> torch.Tensor:
         """The images ``cell`` is evaluated on: the clean ones, or the saved set that ``record`` points to."""
@@ -117,6 +122,8 @@ class Workspace:
             clean_pred = self.clean_pred(cell.defense)
             adv_pred = clean_pred if cell.attack == CLEAN else predict(
                 self.defenses[cell.defense], x_adv, self.suite.batch_size, self.device)
+            if cell.cascaded:  # the next stage of its cascade starts from these outcomes, not from another pass
+                self._adv_pred[(cell.adv_key, cell.defense)] = adv_pred
             eval_time = time.perf_counter() - started
         except Exception as error:  # a failed evaluation fails its cell; the grid goes on
             return failed(f"evaluation failed: {describe_error(error)}")
@@ -124,7 +131,7 @@ class Workspace:
                 **per_example(self.labels, clean_pred, adv_pred), **norms,
                 "eval_time_s": eval_time, "status": "ok", "error": None}
 
-    def _craft(self, entry: AttackEntry, cell: Cell) -> tuple[torch.Tensor, float]:
+    def _craft(self, entry: AttackEntry, cell: Cell) -> tuple[torch.Tensor, float, int | None]:
         if entry.whitebox:
             randomised = self.randomised(cell.defense)
             models = [attacked_model(entry, self.defenses[cell.defense])]
@@ -135,14 +142,40 @@ class Workspace:
             params, where = entry.params, f"{len(models)} surrogate{'s' * (len(models) != 1)}"
         attack = create_attack(entry.attack, self.acceleration.models(models), eps=cell.eps, norm=self.suite.norm,
                                seed=self.suite.seed + entry.restart, **at_eps(params, cell.eps))
+        start, robust = self._cascade_start(cell) if cell.cascaded else (None, None)
+        images, labels = (self.images, self.labels) if start is None else (self.images[robust], self.labels[robust])
         started = time.perf_counter()
         with self.acceleration.autocast(self.device):
-            x_adv = craft(attack, self.images, self.labels, self.suite.batch_size, self.device,
-                          desc=f"crafting {entry.name} eps={fmt_eps(cell.eps)}", progress=self.progress)
+            crafted = craft(attack, images, labels, self.suite.batch_size, self.device,
+                            desc=f"crafting {entry.name} eps={fmt_eps(cell.eps)}", progress=self.progress) \
+                if len(images) else images
+        x_adv = crafted if start is None else start.clone().index_put_((robust,), crafted)
         craft_time = time.perf_counter() - started
-        tqdm.write(f"crafted {entry.name} eps={fmt_eps(cell.eps)} on {where}: "
-                   f"{len(self.images)} images in {craft_time:.1f} s")
-        return x_adv, craft_time
+        attacked = None if start is None else int(robust.sum())
+        points = f"{len(self.images)} images" if start is None else \
+            f"{attacked} of {len(self.images)} images (those still robust in the cascade)"
+        tqdm.write(f"crafted {entry.name} eps={fmt_eps(cell.eps)} on {where}: {points} in {craft_time:.1f} s")
+        return x_adv, craft_time, attacked
+
+    def _cascade_start(self, cell: Cell) -> tuple[torch.Tensor, torch.Tensor]:
+        """A cascaded cell's starting set (the clean images for the cascade's first stage, else the saved set of the
+        stage before it) and the mask of the points the defense still classifies correctly on it: the only ones
+        this stage attacks."""
+        if cell.after is None:
+            return self.images, self.clean_pred(cell.defense) == self.labels
+        path = adv_file(self.adv_folder, cell.after)
+        if not path.is_file():
+            raise CascadeError(f"the cascade's stage before {cell.attack} on {cell.defense} at eps "
+                               f"{fmt_eps(cell.eps)} has no saved set (it failed); {cell.attack} runs once it has one")
+        start = load_file(path)["x_adv"]
+        predicted = self._adv_pred.pop((cell.after, cell.defense), None)  # as its cell recorded them, when evaluated here
+        if predicted is None:
+            predicted = predict(self.defenses[cell.defense], start, self.suite.batch_size, self.device)
+        return start, predicted == self.labels
+
+
+class CascadeError(RuntimeError):
+    """A cascaded attack's previous stage has no adversarial set to start from."""
 
 
 def adv_file(adv_folder: Path, adv_key: str) -> Path:

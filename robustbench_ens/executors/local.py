@@ -14,22 +14,22 @@ class LocalExecutor:
     def run(self, work, recorder) -> None:
         workspace = work.workspace
         for group in work.groups:
-            x_adv, craft_time, craft_error = self._adversarial_set(group[0], work, recorder)
+            x_adv, adv_set, craft_error = self._adversarial_set(group[0], work, recorder)
             norms = perturbation_norms(workspace.images, x_adv) if craft_error is None else {}  # once per set
             for cell in group:
-                recorder.finished_cell(cell, workspace.evaluate(cell, x_adv, norms, craft_error), craft_time)
+                recorder.finished_cell(cell, workspace.evaluate(cell, x_adv, norms, craft_error), adv_set)
             del x_adv
 
     @staticmethod
     def _adversarial_set(cell, work, recorder):
-        """``(images, craft seconds, None)`` for the set of ``cell`` (clean, reloaded or crafted now), or
-        ``(None, 0.0, error)`` when crafting failed: a failed crafting fails its cells and the grid goes on."""
+        """``(images, adv_sets record, None)`` for the set of ``cell`` (clean: no record; reloaded or crafted now),
+        or ``(None, None, error)`` when crafting failed: a failed crafting fails its cells and the grid goes on."""
         try:
             record = None if cell.attack == CLEAN else work.store.saved_adv_set(cell.adv_key)
             if cell.attack == CLEAN or record is not None:
-                return work.workspace.adversarial_images(cell, record), record["craft_time_s"] if record else 0.0, None
+                return work.workspace.adversarial_images(cell, record), record, None
             x_adv, record = work.workspace.craft_set(cell)
         except Exception as error:
-            return None, 0.0, describe_error(error)
+            return None, None, describe_error(error)
         recorder.saved_set(record)
-        return x_adv, record["craft_time_s"], None
+        return x_adv, record, None

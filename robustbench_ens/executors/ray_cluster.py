@@ -85,12 +85,15 @@ class RayExecutor:
         craft_task, evaluate_task = ray.remote(**resources)(craft_job), ray.remote(**resources)(evaluate_job)
 
         crafting, evaluating = set(), {}  # the crafting tasks' ObjectRefs; evaluation ObjectRef -> its cell
+        crafted = {}  # adv_key -> its crafting task's ObjectRef: a cascade's next stage waits for it
         for group in work.groups:
             first = group[0]
             adv_set = None if first.attack == CLEAN else work.store.saved_adv_set(first.adv_key)
             if first.attack != CLEAN and adv_set is None:
-                adv_set = craft_task.options(name=f"craft {first.attack} eps={fmt_eps(first.eps)}").remote(run, first)
+                adv_set = craft_task.options(name=f"craft {first.attack} eps={fmt_eps(first.eps)}").remote(
+                    run, first, crafted.get(first.after))
                 crafting.add(adv_set)
+                crafted[first.adv_key] = adv_set
             for cell in group:
                 task = evaluate_task.options(name=f"evaluate {cell.attack} eps={fmt_eps(cell.eps)} on {cell.defense}")
                 evaluating[task.remote(run, cell, adv_set)] = cell
@@ -107,10 +110,10 @@ class RayExecutor:
                     recorder.saved_set(record)
             else:
                 try:
-                    record, craft_time = ray.get(ref)
+                    record, adv_set = ray.get(ref)
                 except ray.exceptions.RayError as error:
-                    record, craft_time = self._failure(error), 0.0
-                recorder.finished_cell(evaluating.pop(ref), record, craft_time)
+                    record, adv_set = self._failure(error), None
+                recorder.finished_cell(evaluating.pop(ref), record, adv_set)
 
     def _failure(self, error) -> dict:
         """The failed record of a cell whose task (or its crafting task) failed for good, with the reason."""
@@ -130,8 +133,12 @@ def import_ray():
     return ray
 
 
-def craft_job(run: RemoteRun, cell: Cell) -> dict:
-    """Ray task: crafts and saves the set of ``cell``; its ``adv_sets`` record, or ``{"error": why}``."""
+def craft_job(run: RemoteRun, cell: Cell, before: dict | None = None) -> dict:
+    """Ray task: crafts and saves the set of ``cell``; its ``adv_sets`` record, or ``{"error": why}``. ``before``:
+    for a cascaded cell whose previous stage was crafted in this run, that stage's record (Ray runs this task once
+    it is there)."""
+    if before and "error" in before:
+        return {"error": f"the cascade's stage before it failed: {before['error']}"}
     try:
         _, record = _workspace(run).craft_set(cell)
     except Exception as error:  # as in the local executor: a failed crafting fails its cells, the grid goes on
@@ -139,15 +146,15 @@ def craft_job(run: RemoteRun, cell: Cell) -> dict:
     return record
 
 
-def evaluate_job(run: RemoteRun, cell: Cell, adv_set: dict | None) -> tuple[dict, float]:
-    """Ray task: the record of ``cell`` and its set's crafting seconds. ``adv_set``: None for the clean row, else
-    the set's record (its crafting task's result, which Ray waits for), or ``{"error": why}`` if crafting failed."""
+def evaluate_job(run: RemoteRun, cell: Cell, adv_set: dict | None) -> tuple[dict, dict | None]:
+    """Ray task: the record of ``cell`` and its set's record (None when there is none). ``adv_set``: None for the
+    clean row, else the set's record (its crafting task's result, which Ray waits for), or ``{"error": why}`` if
+    crafting failed."""
     craft_error = adv_set.get("error") if adv_set else None
     workspace = _workspace(run)
     x_adv = None if craft_error else workspace.adversarial_images(cell, adv_set)
     norms = perturbation_norms(workspace.images, x_adv) if x_adv is not None else {}
-    craft_time = adv_set["craft_time_s"] if adv_set and not craft_error else 0.0
-    return workspace.evaluate(cell, x_adv, norms, craft_error), craft_time
+    return workspace.evaluate(cell, x_adv, norms, craft_error), None if craft_error else adv_set
 
 
 _workspaces: dict[str, Workspace] = {}  # this worker process's workspace, by run token (one at a time)

@@ -27,7 +27,7 @@ text is the job of :mod:`.views`. Rules, stated once:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,7 @@ class Stat:
     n_val: int = 0      # ok seeds with a value
     n_ok: int = 0       # ok seeds
     n_failed: int = 0   # failed seeds
+    attacked: float = NAN  # a cascaded cell: the points its attack ran on (those still robust), mean over seeds
 
     @property
     def has_value(self) -> bool:
@@ -230,7 +231,9 @@ class Leaderboard:
 def _cell_stats(df: pd.DataFrame, metric: str) -> dict[tuple, Stat]:
     out = {}
     for key, g in df.groupby(["eps", "attack", "defense"], sort=False):
-        out[key] = stat_of(g.loc[g["ok"], metric], int((~g["ok"]).sum()))
+        stat = stat_of(g.loc[g["ok"], metric], int((~g["ok"]).sum()))
+        attacked = pd.to_numeric(g.loc[g["ok"], "attacked"], errors="coerce").dropna() if "attacked" in g else ()
+        out[key] = replace(stat, attacked=float(attacked.mean())) if len(attacked) else stat
     return out
 
 

@@ -71,6 +71,8 @@ def stat_cell(s: Stat) -> Cell:
     if st == "missing":
         return Cell(DASH)
     text = fmt_pct(s.mean, s.std)
+    if not math.isnan(s.attacked):  # a cascaded cell: the cascade's robust accuracy after this stage
+        text += f" (cascade: attacked the {s.attacked:.0f} points still robust)"
     if st == "partial":
         return Cell(f"{text} ({s.n_failed}/{s.n_seeds} seeds failed)", _pct(s.mean), "partial")
     return Cell(text, _pct(s.mean))
@@ -423,7 +425,7 @@ def attacks_setting_table(setting: dict) -> DisplayTable | None:
         ("name", "Attack", fmt_value), ("class", "Class", fmt_value), ("kind", "Kind", fmt_value),
         ("params", "Parameters", fmt_params), ("pool", "Surrogate pool", fmt_value),
         ("surrogates", "Surrogates", fmt_value),
-        ("eps", "eps", _fmt_eps_list), ("defenses", "Defenses", _fmt_defenses),
+        ("eps", "eps", _fmt_eps_list), ("defenses", "Defenses", _fmt_defenses), ("cascade", "Cascade", fmt_value),
         ("eot", "EOT samples (randomised defense)", fmt_value)])
 
 

@@ -1,0 +1,76 @@
+"""Where a run's time went: the recorded seconds of a run folder's cells, by stage.
+
+Reads the results store of a finished (or partial) run and the suite it ran, and sums, per stage:
+transfer crafting (each adversarial set once, however many defenses read it), white-box and
+adaptive crafting, black-box crafting (one set per defense and eps), and evaluation (every cell's
+defense passes). A cascaded stage also reports how many points it attacked out of how many it
+could have. Model training and the checks before the grid are not in the store: the zoo's cache
+records each trained model's time, and the runner prints the rest.
+
+Example::
+
+    python benchmarks/stage_times.py --suite cifar10_pools --out /work/runs/cifar10_pools
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from robustbench_ens.runner import STORE_FILE  # noqa: E402
+from robustbench_ens.store import ResultStore  # noqa: E402
+from robustbench_ens.suite import CLEAN, load_suite  # noqa: E402
+from robustbench_ens.whitebox import attack_kind  # noqa: E402
+
+
+def stage_times(cells: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    """One row per stage: sets, cells, recorded seconds (and for cascaded cells, points attacked of those possible)."""
+    ok = cells[(cells["status"] == "ok") & (cells["attack"] != CLEAN)].copy()
+    ok["kind"] = ok["attack"].map(kinds).fillna("not in the suite")
+    sets = ok.drop_duplicates("adv_key")
+    rows = [{"stage": f"crafting: {kind}", "sets": len(group), "cells": int((ok["kind"] == kind).sum()),
+             "seconds": group["craft_time_s"].sum(),
+             "points attacked": _attacked(group)} for kind, group in sets.groupby("kind", sort=True)]
+    rows.append({"stage": "evaluation (every cell, the clean row included)", "sets": None,
+                 "cells": int((cells["status"] == "ok").sum()),
+                 "seconds": cells.loc[cells["status"] == "ok", "eval_time_s"].sum(), "points attacked": None})
+    table = pd.DataFrame(rows)
+    total = {"stage": "total", "sets": int(table["sets"].sum()), "cells": len(cells),
+             "seconds": table["seconds"].sum(), "points attacked": None}
+    return pd.concat([table, pd.DataFrame([total])], ignore_index=True).astype({"sets": "Int64"})
+
+
+def _attacked(group: pd.DataFrame) -> str | None:
+    if "attacked" not in group or group["attacked"].isna().all():
+        return None
+    cascaded = group.dropna(subset=["attacked"])
+    return f"{int(cascaded['attacked'].sum())} of {int(cascaded['n'].sum())} (cascaded sets)"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite", required=True, help="the suite the run folder ran (a name or a .toml path)")
+    parser.add_argument("--out", type=Path, required=True, help="the run folder (run_all.py --out)")
+    args = parser.parse_args(argv)
+    store_path = args.out / STORE_FILE
+    if not store_path.is_file():
+        parser.error(f"{args.out} holds no results store ({STORE_FILE}): give the folder run_all.py --out wrote")
+    suite = load_suite(args.suite)
+    cells = ResultStore(store_path).cells()
+    cells = cells[cells["suite"] == suite.name]
+    if cells.empty:
+        parser.error(f"{store_path} holds no cells of the suite {suite.name!r}")
+    table = stage_times(cells, {a.name: attack_kind(a) for a in suite.attacks})
+    table["minutes"] = (table["seconds"] / 60).round(1)
+    print(f"{suite.name}: {len(cells)} cells recorded in {args.out}")
+    shown = table.drop(columns="seconds").astype(object)
+    print(shown.where(shown.notna(), "").to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
