@@ -310,6 +310,16 @@ def test_onecycle_schedule_runs(small_data):
     assert 0.0 <= result["clean_acc"] <= 1.0
 
 
+def test_training_into_a_log_file_prints_one_line_per_epoch(small_data, capsys):
+    model = create_model("resnet2b", seed=0)
+    train_model(model, small_data, TrainRecipe(epochs=2, batch_size=64, n_train=128))  # stdout is not a terminal
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[train")]
+    assert [line.split("epoch ")[1].split(",")[0] for line in lines] == ["1/2", "2/2"]
+    assert "loss" in lines[0] and "train accuracy" in lines[0]
+    train_model(model, small_data, TrainRecipe(epochs=1, batch_size=64, n_train=128), progress=False)
+    assert "[train" not in capsys.readouterr().out
+
+
 # --- resolution ----------------------------------------------------------------------------------------
 
 def test_resolve_trains_once_then_uses_the_cache(small_data, tmp_path, monkeypatch, capsys):

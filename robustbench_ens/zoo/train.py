@@ -162,7 +162,8 @@ def train_model(model: nn.Module, data, recipe: TrainRecipe, seed: int = 0, devi
     rng_devices = [device] if device.type == "cuda" else []
 
     start = time.perf_counter()
-    bar = tqdm(total=total_steps, desc=f"train {getattr(model, 'arch', '')}".strip(), unit="it", leave=False,
+    what = f"train {getattr(model, 'arch', '')}".strip()
+    bar = tqdm(total=total_steps, desc=what, unit="it", leave=False,
                disable=None if progress else True)  # None: hidden where the output is not a terminal
     loss_sum = correct = seen = 0
     with torch.random.fork_rng(devices=rng_devices):
@@ -195,6 +196,9 @@ def train_model(model: nn.Module, data, recipe: TrainRecipe, seed: int = 0, devi
                 bar.update(1)
                 bar.set_postfix(epoch=f"{epoch + 1}/{recipe.epochs}", loss=f"{loss_sum / seen:.3f}",
                                 acc=f"{correct / seen:.3f}", refresh=False)
+            if progress and bar.disable:  # no bar (the output is a log file): one line per epoch instead
+                print(f"[{what}] epoch {epoch + 1}/{recipe.epochs}, loss {loss_sum / seen:.3f}, train "
+                      f"accuracy {correct / seen:.3f}, {time.perf_counter() - start:.0f} s", flush=True)
     bar.close()
     train_time = time.perf_counter() - start
 
