@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from attacks import create_attack, get_attack
+from attacks.transforms import resolve_transforms
 from defenses import get_defense
 
 from . import atomic, environment
@@ -319,7 +321,7 @@ def _setting(suite, data, images, labels, models, provenance, cells, device, ver
         "threat": {"norm": suite.norm, "eps": list(suite.eps), "headline_eps": suite.headline_eps},
         "seeds": [suite.seed],
         **({"pools": {name: list(members) for name, members in suite.pools.items()}} if suite.pools else {}),
-        "attacks": [{"name": a.name, "class": get_attack(a.attack).__name__, "params": a.params,
+        "attacks": [{"name": a.name, "class": get_attack(a.attack).__name__, "paper": _paper(a), "params": a.params,
                      "surrogates": list(a.surrogates) or [ATTACKED[attack_kind(a)]], "kind": attack_kind(a),
                      **({"pool": a.pool} if a.pool else {}),
                      "eps": a.eps_values(suite.eps), "eot": eot_samples(a),
@@ -336,6 +338,14 @@ def _setting(suite, data, images, labels, models, provenance, cells, device, ver
         **({"acceleration": accelerated} if (accelerated := [k for k, on in asdict(config.acceleration).items()
                                                               if on]) else {}),
     }
+
+
+def _paper(entry: AttackEntry) -> str:
+    """The paper(s) of an attack and of the input transformations it uses: the first paragraph of each module's
+    docstring, which names them."""
+    modules = [get_attack(entry.attack).__module__]
+    modules += [type(t).__module__ for t in resolve_transforms(entry.params.get("transforms", ()))]
+    return " With ".join(" ".join((sys.modules[m].__doc__ or "").split("\n\n")[0].split()) for m in modules)
 
 
 def _cascade_text(suite: Suite, entry: AttackEntry) -> str:

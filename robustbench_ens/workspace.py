@@ -168,7 +168,8 @@ class Workspace:
             raise CascadeError(f"the cascade's stage before {cell.attack} on {cell.defense} at eps "
                                f"{fmt_eps(cell.eps)} has no saved set (it failed); {cell.attack} runs once it has one")
         start = load_file(path)["x_adv"]
-        predicted = self._adv_pred.pop((cell.after, cell.defense), None)  # as its cell recorded them, when evaluated here
+        # as the stage's cell recorded them, when it was evaluated in this process
+        predicted = self._adv_pred.pop((cell.after, cell.defense), None)
         if predicted is None:
             predicted = predict(self.defenses[cell.defense], start, self.suite.batch_size, self.device)
         return start, predicted == self.labels

@@ -272,7 +272,14 @@ def test_markdown(rendered):
     assert "<script>" not in md and r"\<script\>alert(1)\</script\>" in md
     ranking = _section(md, "## Defense ranking")
     assert ranking.index("alert(1)") < ranking.index("ens-a") < ranking.index("ens-b")
-    assert "| 2 | ens-a | 91.0 ± 1.4 | 42.0 ± 2.8 | pgd-ens: 42.0 ± 2.8 |" in ranking
+    # each defense links to its card (GitHub's anchor of the card's heading)
+    assert "| 2 | [ens-a](#defense-ens-a) | 91.0 ± 1.4 | 42.0 ± 2.8 | pgd-ens: 42.0 ± 2.8 |" in ranking
+    card = md[md.index("### Defense: ens-a"):md.index("### Defense: ens-b")]
+    for row in ("| Kind | average |", "| Members | 2: m1, m2 |", "| Clean accuracy (%) | 91.0 |",
+                "| Worst case @ 8/255, overall (%) | 42.0 ± 2.8 |"):
+        assert row in card, row
+    attack_card = md[md.index("### Attack: pgd-ens"):md.index("### Attack: mi-fgsm")]
+    assert "| Class | EnsemblePGD |" in attack_card and "| Crafted on | resnet18, vgg11 |" in attack_card
     assert "≤ 55.0" in ranking  # ens-b at 4/255: incomplete worst case
     attacks = _section(md, "## Attack ranking")
     assert "| 1 | pgd-ens | EnsemblePGD | resnet18, vgg11 | 52.8 |" in attacks
@@ -293,6 +300,8 @@ def test_html_self_contained_and_escaped(rendered):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert page.count("<script>") == 1  # only the inline sorter
     assert page.count('src="data:image/png;base64,') == 2
+    # the rankings link each defense to its card, whose heading carries the anchor
+    assert '<a href="#defense-ens-a">ens-a</a>' in page and '<h3 id="defense-ens-a">Defense: ens-a</h3>' in page
     assert page.count('<table class="sortable') >= 5
     assert "addEventListener('click'" in page
     assert 'class="num failed">failed</td>' in page

@@ -117,7 +117,9 @@ def table(t: DisplayTable) -> str:
             attrs = f' class="{esc(classes)}"' if classes else ""
             if isinstance(v, (int, float)) and not math.isnan(v):
                 attrs += f' data-v="{float(v):.10g}"'
-            tds.append(f"<td{attrs}>{esc(t.text.iat[i, j])}</td>")
+            text, link = esc(t.text.iat[i, j]), t.links.iat[i, j] if t.links is not None else ""
+            cell = f'<a href="#{esc(slug(link))}">{text}</a>' if link else text
+            tds.append(f"<td{attrs}>{cell}</td>")
         body.append("<tr>" + "".join(tds) + "</tr>")
     return (f'<div class="scroll"><table class="{cls}" id="{esc(t.key)}">'
             f"<thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table></div>")

@@ -15,11 +15,19 @@ def escape(text: str) -> str:
     return _SPECIAL.sub(r"\\\1", text).replace("&", "&amp;")
 
 
+def anchor(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
 def table(t: DisplayTable) -> str:
     cols = t.columns
     head = "| " + " | ".join(escape(c) for c in cols) + " |"
     rule = "|" + "|".join("---:" if t.numeric.get(c) else ":---" for c in cols) + "|"
-    body = ["| " + " | ".join(escape(v) for v in row) + " |" for row in t.text.itertuples(index=False)]
+    links = t.links if t.links is not None else t.text.map(lambda _: "")
+    body = ["| " + " | ".join(f"[{escape(v)}](#{anchor(link)})" if link else escape(v)
+                              for v, link in zip(row, link_row)) + " |"
+            for row, link_row in zip(t.text.itertuples(index=False), links.itertuples(index=False))]
     return "\n".join([head, rule, *body])
 
 

@@ -187,12 +187,13 @@ def build_page(lb: Leaderboard, setting: dict, paired: pd.DataFrame | None = Non
     h = fmt_eps(lb.headline_eps)
     blocks: list[Block] = [Heading(title(lb), 1), Para(summary(lb, setting)), Para(caveat(lb, setting))]
 
+    cards = frozenset(str(d.get("name")) for d in (setting or {}).get("defenses", []) if isinstance(d, dict))
     blocks += [Heading("Defense ranking"), Para(
         f"Defenses ranked by their per-example worst-case robust accuracy over all attacks at the headline eps {h} "
         f"(as RobustBench ranks), ties broken by clean accuracy. {WORST_CASE_RULE} '≤' marks a worst case over an "
         "incomplete union (some attack failed, did not run, or has no per-example outcomes): the true worst case "
         "may be lower, so it is ranked after the complete ones." + _transfer_only_note(lb)),
-        Table(views.defense_table(lb))]
+        Table(views.defense_table(lb, cards=cards))]
 
     if len(lb.rankings) > 2:  # attacks of several kinds: the overall ranking is a union of theirs
         blocks += [Heading("Rankings by threat model"), Para(
@@ -202,7 +203,8 @@ def build_page(lb: Leaderboard, setting: dict, paired: pd.DataFrame | None = Non
             "the defense or its adaptive view (what RobustBench ranks). 'not evaluated' marks a defense on which no "
             f"attack of that kind ran at that eps. At {h}:"), Table(views.threat_summary_table(lb))]
         for threat in (t for t in lb.rankings if t != "overall"):
-            blocks += [Heading(f"Ranking under {THREAT_TITLES[threat]}", 3), Table(views.defense_table(lb, threat))]
+            blocks += [Heading(f"Ranking under {THREAT_TITLES[threat]}", 3),
+                       Table(views.defense_table(lb, threat, cards=cards))]
 
     certified = views.certified_table(lb)
     if certified is not None:
@@ -258,10 +260,34 @@ def build_page(lb: Leaderboard, setting: dict, paired: pd.DataFrame | None = Non
                    "for a defense if clean_correct is 1 in its clean row and clean_correct and adv_correct are both "
                    "1 in every row of an attack of the threat model at that eps or a smaller one.")]
 
+    blocks += _cards(lb, setting)
     blocks += [Heading("Setting"), Table(views.setting_table(setting, lb))]
     for title_, t in (("Attacks", views.attacks_setting_table(setting)),
                       ("Surrogate models", views.surrogates_table(setting)),
                       ("Defenses", views.defenses_setting_table(setting))):
         if t is not None:
             blocks += [Heading(title_, 3), Table(t)]
+    return blocks
+
+
+def _cards(lb: Leaderboard, setting: dict) -> list[Block]:
+    """A card per defense (what it is, where its weights come from, its worst cases) and per attack (paper,
+    hyperparameters, what it is crafted on, cost); the rankings link to the defense cards."""
+    blocks: list[Block] = []
+    defenses = [d for d in (setting or {}).get("defenses", []) if isinstance(d, dict)]
+    if defenses:
+        blocks += [Heading("Defense cards"), Para(
+            "Each defense: its kind and members, where each member's weights come from (architecture, training, "
+            "source), its clean accuracy on these points, and its per-example worst case at the headline eps under "
+            "each threat model that ran on it.")]
+        for d in defenses:
+            blocks += [Heading(views.card_heading("Defense", str(d.get("name"))), 3), Table(views.defense_card(d, lb))]
+    attacks = [a for a in (setting or {}).get("attacks", []) if isinstance(a, dict)]
+    if attacks:
+        blocks += [Heading("Attack cards"), Para(
+            "Each attack: its paper, the hyperparameters the suite sets (the others are the class's defaults, the "
+            "paper's), what it is crafted on, where it runs, and the mean crafting time of its adversarial sets on "
+            "this run's hardware.")]
+        for a in attacks:
+            blocks += [Heading(views.card_heading("Attack", str(a.get("name"))), 3), Table(views.attack_card(a, lb))]
     return blocks

@@ -31,6 +31,7 @@ class Cell:
     text: str
     sort: float = math.nan
     flag: str = ""
+    link: str = ""  # the text of a heading on the page that the cell links to (each renderer makes its anchor)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class DisplayTable:
     flags: pd.DataFrame
     numeric: dict[str, bool]
     caption: str | None = None
+    links: pd.DataFrame | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -53,7 +55,7 @@ def make_table(key: str, columns: list[str], rows: list[list[Any]], numeric: set
     cells = [[c if isinstance(c, Cell) else Cell(fmt_value(c)) for c in r] for r in rows]
     mk = lambda f: pd.DataFrame([[f(c) for c in r] for r in cells], columns=columns)  # noqa: E731
     return DisplayTable(key, mk(lambda c: c.text), mk(lambda c: c.sort), mk(lambda c: c.flag),
-                        {c: c in numeric for c in columns}, caption)
+                        {c: c in numeric for c in columns}, caption, mk(lambda c: c.link))
 
 
 def _pct(frac: float) -> float:
@@ -112,9 +114,15 @@ def _single_cell(w: dict) -> Cell:
                 _pct(w["single_attack_acc"]))
 
 
-def defense_table(lb: Leaderboard, threat: str = "overall") -> DisplayTable:
+def card_heading(kind: str, name: str) -> str:
+    """The heading of a defense's or an attack's card (``kind``: "Defense" or "Attack"), which tables link to."""
+    return f"{kind}: {name}"
+
+
+def defense_table(lb: Leaderboard, threat: str = "overall", cards: frozenset[str] = frozenset()) -> DisplayTable:
     """The defense ranking of one threat model: the per-example worst case at every eps, and at the headline eps the
-    strongest single attack beside it (what the union of attacks adds is their difference)."""
+    strongest single attack beside it (what the union of attacks adds is their difference). A defense in ``cards``
+    links to its card."""
     h = fmt_eps(lb.headline_eps)
     worst_col = f"Worst case @ {h} (%)"
     single_col = f"Strongest single attack @ {h} (%)"
@@ -124,7 +132,9 @@ def defense_table(lb: Leaderboard, threat: str = "overall") -> DisplayTable:
     for r in lb.rankings[threat]:
         by_eps = r["by_eps"]
         head = by_eps.get(h) or {"evaluated": False, "single_attack_acc": math.nan}
-        row = [_rank_cell(r), Cell(r["defense"]), stat_cell(lb.clean_acc.get(r["defense"], MISSING)),
+        name = r["defense"]
+        row = [_rank_cell(r), Cell(name, link=card_heading("Defense", name) if name in cards else ""),
+               stat_cell(lb.clean_acc.get(name, MISSING)),
                _worst_cell(head), _single_cell(head) if head["evaluated"] else Cell(NOT_EVALUATED)]
         row += [_worst_cell(by_eps[fmt_eps(e)]) for e in lb.other_eps]
         notes = _notes_cell({fmt_eps(e): by_eps[fmt_eps(e)] for e in lb.eps_list}, "attacks")
@@ -457,3 +467,41 @@ def defenses_setting_table(setting: dict) -> DisplayTable | None:
         ("members", "Members", fmt_value), ("arch", "Architecture", fmt_value),
         ("origin", "Origin", fmt_value), ("source", "Source", fmt_value),
         ("clean_acc", "Clean acc (%)", fmt_frac_or_pct)], {"Clean acc (%)"})
+
+
+def defense_card(record: dict, lb: Leaderboard) -> DisplayTable:
+    """One defense's card: what it is, where its members come from, and its worst case under each threat model."""
+    h = fmt_eps(lb.headline_eps)
+    name = record.get("name")
+    members = record.get("members") or []
+    items = [("Group", record.get("group")), ("Kind", record.get("kind")),
+             ("Aggregation and options", fmt_params(record.get("params")) if record.get("params") else None),
+             ("Members", f"{len(members)}: {', '.join(map(str, members))}" if members else None),
+             ("Where the weights come from (architecture, training, source)", record.get("origin")),
+             ("Clean accuracy (%)", fmt_frac_or_pct(record["clean_acc"]) if not is_missing(record.get("clean_acc"))
+              else None),
+             ("Forward pass", "randomised: attacked with EOT" if record.get("randomised") else "deterministic")]
+    for threat, ranking in lb.rankings.items():
+        row = next((r for r in ranking if r["defense"] == name), None)
+        worst = (row or {}).get("by_eps", {}).get(h)
+        if worst and worst.get("evaluated", True):
+            items.append((f"Worst case @ {h}, {threat} (%)", _worst_cell(worst).text))
+    rows = [[Cell(k), Cell(str(v))] for k, v in items if v not in (None, "")]
+    return make_table(f"card-defense-{name}", ["Item", "Value"], rows)
+
+
+def attack_card(record: dict, lb: Leaderboard) -> DisplayTable:
+    """One attack's card: its paper, hyperparameters, what it is crafted on, where it runs and what it cost."""
+    name = record.get("name")
+    sets = lb.cells[(lb.cells["attack"] == name) & lb.cells["ok"]].drop_duplicates("adv_key") \
+        if "adv_key" in lb.cells else lb.cells.iloc[:0]
+    cost = f"{sets['craft_time_s'].mean():.1f} s per set on average ({len(sets)} sets)" if len(sets) else None
+    items = [("Class", record.get("class")), ("Paper", record.get("paper")), ("Kind", record.get("kind")),
+             ("Parameters (the rest: the class's defaults)", fmt_params(record.get("params"))
+              if record.get("params") else "the class's defaults"),
+             ("Surrogate pool", record.get("pool")), ("Crafted on", fmt_value(record.get("surrogates"))),
+             ("eps", _fmt_eps_list(record.get("eps")) if record.get("eps") else None),
+             ("Defenses", _fmt_defenses(record.get("defenses"))), ("Cascade", record.get("cascade")),
+             ("EOT samples (randomised defense)", record.get("eot")), ("Crafting time", cost)]
+    rows = [[Cell(k), Cell(str(v))] for k, v in items if v is not None]
+    return make_table(f"card-attack-{name}", ["Item", "Value"], rows)
