@@ -123,7 +123,8 @@ def write_leaderboard(cells: pd.DataFrame, setting: dict, out_dir: Path, outcome
         files.write_csv(out / "paired_tests.csv", paired),
     ]
     images = {page.HEATMAP: plots.heatmap_png(lb, setting),
-              page.ROBUST_VS_EPS: plots.robust_vs_eps_png(lb, setting)}
+              **{page.robust_vs_eps_file(threat): plots.robust_vs_eps_png(lb, setting, threat)
+                 for threat in page.plotted_threats(lb)}}
     written += [atomic.write_bytes(out / name, data) for name, data in images.items()]
     blocks = page.build_page(lb, setting, paired)
     written.append(atomic.write_text(out / "README.md", markdown.render(blocks)))

@@ -31,6 +31,15 @@ DOWNLOADS = (("matrix.csv", "robust accuracy matrix, wide per eps"),
              ("index.html", "this page as one self-contained HTML file"))
 
 
+def plotted_threats(lb: Leaderboard) -> list[str]:
+    """The threat models with a robust-vs-eps plot: all attacks, and each kind when there are several."""
+    return ["overall"] + ([t for t in lb.rankings if t != "overall"] if len(lb.rankings) > 2 else [])
+
+
+def robust_vs_eps_file(threat: str) -> str:
+    return ROBUST_VS_EPS if threat == "overall" else f"robust_vs_eps_{threat}.png"
+
+
 @dataclass(frozen=True)
 class Heading:
     text: str
@@ -204,7 +213,9 @@ def build_page(lb: Leaderboard, setting: dict, paired: pd.DataFrame | None = Non
             f"attack of that kind ran at that eps. At {h}:"), Table(views.threat_summary_table(lb))]
         for threat in (t for t in lb.rankings if t != "overall"):
             blocks += [Heading(f"Ranking under {THREAT_TITLES[threat]}", 3),
-                       Table(views.defense_table(lb, threat, cards=cards))]
+                       Table(views.defense_table(lb, threat, cards=cards)),
+                       Image(robust_vs_eps_file(threat), f"Per-example worst case over {THREAT_TITLES[threat]} "
+                                                         "versus eps, one labelled line per defense")]
 
     certified = views.certified_table(lb)
     if certified is not None:
@@ -248,9 +259,11 @@ def build_page(lb: Leaderboard, setting: dict, paired: pd.DataFrame | None = Non
 
     blocks += [Heading("Plots"),
                Image(HEATMAP, "Heatmap of robust accuracy, attacks by defenses"),
-               Image(ROBUST_VS_EPS, "Per-example worst-case robust accuracy versus eps, one line per defense"),
-               Heading("Downloads"), Links(DOWNLOADS + ((HEATMAP, "heatmap"),
-                                                        (ROBUST_VS_EPS, "robust accuracy vs eps"))),
+               Image(ROBUST_VS_EPS, "Per-example worst-case robust accuracy over all attacks versus eps, one "
+                                    "labelled line per defense"),
+               Heading("Downloads"), Links(DOWNLOADS + ((HEATMAP, "heatmap"),) + tuple(
+                   (robust_vs_eps_file(t), f"robust accuracy vs eps, {THREAT_TITLES[t]}")
+                   for t in plotted_threats(lb))),
                Heading("Per-example file", 3), Para(
                    f"{PER_EXAMPLE} (gzip'd CSV) has one row per test point per cell, with the columns defense, "
                    "attack, eps, seed, index, clean_correct and adv_correct: index is the point's position in the "

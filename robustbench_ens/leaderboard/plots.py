@@ -13,13 +13,13 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib import colormaps
 
 from .format import eps_255, fmt_eps, is_missing
 from .page import n_text, norm_text, seeds_text
 from .tables import CLEAN, Leaderboard
+from .worst_case import THREAT_TITLES
 
 MAX_PANELS = 3  # more budgets than this: the heatmap shows the headline eps only
 CMAP = "viridis"
@@ -126,10 +126,11 @@ def _hatch(x: float, y: float) -> Rectangle:
                      hatch="//", linewidth=0, alpha=0.9)
 
 
-def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
-    """Per-example worst-case robust accuracy over all attacks (at each eps and below) versus eps, one line per
-    defense (eps 0 = clean)."""
-    fig = Figure(figsize=(8.6, 4.8), layout="constrained")
+def robust_vs_eps_png(lb: Leaderboard, setting: dict, threat: str = "overall") -> bytes:
+    """Per-example worst-case robust accuracy over the attacks of one threat model (at each eps and below) versus eps,
+    one line per defense (eps 0 = clean), each line labelled at its end: no legend to look up."""
+    ranking = lb.rankings.get(threat, [])
+    fig = Figure(figsize=(9.4, max(4.8, 0.24 * len(ranking) + 1.8)), layout="constrained")
     ax = fig.subplots()
     xs = [0.0] + list(lb.eps_list)
     all_255 = all(eps_255(x) is not None for x in xs)
@@ -138,38 +139,44 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
     uneven = len(xs) > 2 and min(np.diff(values)) < 0.1 * (values[-1] - values[0])
     if uneven:  # e.g. L2's 0.25, 0.5, 1, 4: evenly spaced, labelled with their values
         to_x = dict(zip(xs, range(len(xs)))).__getitem__
-    cmap = colormaps["tab10" if len(lb.defenses) <= 10 else "tab20"]
+    cmap = colormaps["tab10" if len(ranking) <= 10 else "tab20"]
     markers = "osD^vP*Xh<>p"
     any_incomplete = False
     span = (to_x(max(xs)) - to_x(min(xs))) or 1.0
-    dodge = 0.006 * span if len(lb.defense_ranking) > 1 else 0.0
-    for k, r in enumerate(lb.defense_ranking):
+    dodge = 0.006 * span if len(ranking) > 1 else 0.0
+    ends = []  # (y, label, colour) at each line's last point, for the direct labels
+    for k, r in enumerate(ranking):
         d = r["defense"]
         c = lb.clean_acc.get(d)
         ys = [100 * c.mean if c is not None and c.has_value else math.nan]
         err = [100 * c.std if c is not None and not is_missing(c.std) else 0.0]
         complete = [True]
-        for e in lb.eps_list:
+        bare = [threat == "overall" and lb.transfer_only(e, d) for e in lb.eps_list]
+        for e, transfer_only in zip(lb.eps_list, bare):
             w = r["by_eps"][fmt_eps(e)]
-            ys.append(100 * w["robust_acc"] if not is_missing(w["robust_acc"]) else math.nan)
+            ys.append(100 * w["robust_acc"] if not is_missing(w["robust_acc"]) and w.get("evaluated", True)
+                      else math.nan)
             err.append(100 * w["robust_acc_std"] if not is_missing(w["robust_acc_std"]) else 0.0)
-            complete.append(w["complete"] and not lb.transfer_only(e, d))
+            complete.append(w["complete"] and not transfer_only)
         # dodge the lines a little so that overlapping error bars stay apart
-        x = np.array([to_x(v) for v in xs]) + dodge * (k - (len(lb.defense_ranking) - 1) / 2)
+        x = np.array([to_x(v) for v in xs]) + dodge * (k - (len(ranking) - 1) / 2)
         y = np.array(ys)
         color = cmap(k % cmap.N)
         mk = markers[k % len(markers)]
-        label = plain(d, 28) + ("" if r["rank"] is None else f"  (#{r['rank']})")
         holes = [i for i, ok in enumerate(complete) if not ok and not math.isnan(y[i])]
         filled = [i for i in range(len(x)) if i not in holes]
         # a transfer-only worst case is not joined to the white-box ones: the line would rise where attacks are fewer
-        joined = np.array([y[0]] + [math.nan if lb.transfer_only(e, d) else v for e, v in zip(lb.eps_list, y[1:])])
+        joined = np.array([y[0]] + [math.nan if b else v for b, v in zip(bare, y[1:])])
         ax.errorbar(x, joined, yerr=np.array(err), color=color, marker=mk, markersize=6, capsize=3,
-                    linewidth=1.8, label=label, markevery=filled)
+                    linewidth=1.8, markevery=filled)
         if holes:
             any_incomplete = True
             ax.plot(x[holes], y[holes], linestyle="none", marker=mk, markersize=8, zorder=3,
                     markerfacecolor="white", markeredgecolor=color, markeredgewidth=1.8)
+        last = max((i for i in range(len(y)) if not math.isnan(y[i])), default=None)
+        if last is not None:
+            rank = "" if r["rank"] is None else f"#{r['rank']} "
+            ends.append((float(y[last]), float(x[last]), rank + plain(d, 30), color))
     ticks = [to_x(v) for v in xs]
     labels = [fmt_eps(v) for v in xs]
     gaps = np.diff(sorted(ticks)) if len(ticks) > 1 else np.array([1.0])
@@ -178,21 +185,38 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict) -> bytes:
     ax.set_xticklabels(labels, rotation=45 if crowded else 0, ha="right" if crowded else "center",
                        rotation_mode="anchor")
     ax.set_xlabel("ε (" + norm_text(setting) + ")" + ("; ε = 0: clean accuracy") +
-                  ("; evenly spaced" if uneven else ""))
+                  ("; evenly spaced" if uneven else "") +
+                  ("\nhollow markers: some attacks failed, did not run or lack per-example outcomes, or transfer "
+                   "attacks only (upper bounds)" if any_incomplete else ""))
     ax.set_ylabel("worst-case robust accuracy (%), per example")
     ax.set_ylim(0, 100)
     if ticks:
         ax.set_xlim(min(ticks) - 0.04 * span, max(ticks) + 0.04 * span)
     ax.grid(True, alpha=0.35)
-    if lb.defenses:
-        handles, labels = ax.get_legend_handles_labels()
-        if any_incomplete:
-            handles.append(Line2D([], [], linestyle="none", marker="o", markersize=7,
-                                  markerfacecolor="white", markeredgecolor="#555555"))
-            labels.append("hollow: some attacks failed,\nnot run or without per-\nexample outcomes, or transfer\n"
-                          "attacks only (upper bounds)")
-        ax.legend(handles, labels, title="defense (rank)", loc="upper left",
-                  bbox_to_anchor=(1.01, 1.0), fontsize=9, title_fontsize=9, frameon=False)
-    # over the whole figure, legend included: over the axes alone a long setting line ran off the left edge
-    fig.suptitle(plain("Per-example worst case over all attacks vs ε\n" + setting_line(lb, setting)), fontsize=11)
+    _label_line_ends(ax, fig, ends, max(ticks, default=0.0) + 0.06 * span)
+    title = "Per-example worst case over " + THREAT_TITLES[threat] + " vs ε"
+    fig.suptitle(plain(title + "\n" + setting_line(lb, setting)), fontsize=11)
     return _png(fig)
+
+
+def _label_line_ends(ax, fig: Figure, ends: list[tuple[float, float, str, object]], x_text: float) -> None:
+    """Each line's name at the right of the axes, at the height of its last point, spread so that no two overlap,
+    with a thin leader from the point."""
+    if not ends:
+        return
+    height_in = fig.get_figheight() * 0.8
+    gap = 100 * (9 * 1.3 / 72) / height_in  # one 9-point line of text, in the axes' percent units
+    order = sorted(range(len(ends)), key=lambda i: ends[i][0])
+    placed = [0.0] * len(ends)
+    floor = -math.inf
+    for i in order:
+        placed[i] = max(ends[i][0], floor + gap)
+        floor = placed[i]
+    ceiling = 100 + gap  # then down from the top, where the upward pass went over it
+    for i in order[::-1]:
+        placed[i] = min(placed[i], ceiling - gap)
+        ceiling = placed[i]
+    for (y, x, text, color), at in zip(ends, placed):
+        ax.annotate(text, xy=(x, y), xytext=(x_text, at), textcoords="data", annotation_clip=False, fontsize=9,
+                    color=color, va="center", ha="left",
+                    arrowprops={"arrowstyle": "-", "color": color, "linewidth": 0.6, "alpha": 0.7})
