@@ -101,6 +101,11 @@ def test_a_defense_with_no_attack_of_a_kind_is_not_evaluated_never_a_number(tmp_
     entries = {e["name"]: e for e in json.loads((tmp_path / "entries.json").read_text())}
     assert entries["e"]["worst_case_by_threat_model"] == {"transfer": pytest.approx(0.8), "black-box": None,
                                                           "white-box": None}
+    # one robust-vs-eps plot per threat model that ran, each shown under its ranking
+    for threat in ("transfer", "white-box"):
+        assert (tmp_path / f"robust_vs_eps_{threat}.png").read_bytes().startswith(b"\x89PNG")
+        assert f"](robust_vs_eps_{threat}.png)" in page[page.index(f"### Ranking under {threat}"):]
+    assert (tmp_path / "robust_vs_eps.png").is_file() and not (tmp_path / "robust_vs_eps_overall.png").exists()
     defenses = pd.read_csv(tmp_path / "defenses.csv").set_index("defense")
     assert np.isnan(defenses.loc["e", "white-box:worst_robust_acc@8/255"])
     assert defenses.loc["d", "white-box:worst_robust_acc@8/255"] == pytest.approx(0.6)
