@@ -194,23 +194,22 @@ CERTIFIED_RULE = ("Interval bound propagation (IBP; Gowal et al., 2018) certifie
 
 def build_page(lb: Leaderboard, setting: dict, paired: pd.DataFrame | None = None) -> list[Block]:
     h = fmt_eps(lb.headline_eps)
-    blocks: list[Block] = [Heading(title(lb), 1), Para(summary(lb, setting)), Para(caveat(lb, setting))]
+    blocks: list[Block] = [Heading(title(lb), 1), Para(summary(lb, setting))]
 
     cards = frozenset(str(d.get("name")) for d in (setting or {}).get("defenses", []) if isinstance(d, dict))
     blocks += [Heading("Defense ranking"), Para(
         f"Defenses ranked by their per-example worst-case robust accuracy over all attacks at the headline eps {h} "
-        f"(as RobustBench ranks), ties broken by clean accuracy. {WORST_CASE_RULE} '≤' marks a worst case over an "
-        "incomplete union (some attack failed, did not run, or has no per-example outcomes): the true worst case "
-        "may be lower, so it is ranked after the complete ones." + _transfer_only_note(lb)),
+        "(a point counts as robust only if every attack fails on it), ties broken by clean accuracy; '≤' marks an "
+        "upper bound, and each name links to its card. How these numbers are taken and what they do not say: "
+        "'How to read these numbers', below the tables." + _transfer_only_note(lb)),
         Table(views.defense_table(lb, cards=cards))]
 
     if len(lb.rankings) > 2:  # attacks of several kinds: the overall ranking is a union of theirs
         blocks += [Heading("Rankings by threat model"), Para(
-            "The same per-example worst case, taken separately over each kind of attack: transfer attacks crafted on "
-            "surrogates, which never query the defense (what DVERGE claims robustness against); query-based black-box "
-            "attacks, which read only the defense's outputs; and white-box and adaptive attacks, which differentiate "
-            "the defense or its adaptive view (what RobustBench ranks). 'not evaluated' marks a defense on which no "
-            f"attack of that kind ran at that eps. At {h}:"), Table(views.threat_summary_table(lb))]
+            "The same per-example worst case, taken separately over transfer attacks (crafted on surrogates, never "
+            "querying the defense: what DVERGE claims), query-based black-box attacks, and white-box and adaptive "
+            f"attacks (what RobustBench ranks); 'not evaluated': no attack of that kind ran there. At {h}:"),
+            Table(views.threat_summary_table(lb))]
         for threat in (t for t in lb.rankings if t != "overall"):
             blocks += [Heading(f"Ranking under {THREAT_TITLES[threat]}", 3),
                        Table(views.defense_table(lb, threat, cards=cards)),
@@ -273,6 +272,14 @@ def build_page(lb: Leaderboard, setting: dict, paired: pd.DataFrame | None = Non
                    "for a defense if clean_correct is 1 in its clean row and clean_correct and adv_correct are both "
                    "1 in every row of an attack of the threat model at that eps or a smaller one.")]
 
+    blocks += [Heading("How to read these numbers"), Para(caveat(lb, setting)), Para(
+        f"The rankings. {WORST_CASE_RULE} '≤' marks a worst case over an incomplete union (some attack failed, did "
+        "not run, or has no per-example outcomes): the true worst case may be lower, so it is ranked after the "
+        "complete ones. By threat model: transfer attacks are crafted on surrogates and never query the defense; "
+        "query-based black-box attacks read only the defense's outputs; white-box and adaptive attacks "
+        "differentiate the defense or its adaptive view. A cascaded attack (see its card) runs only on the points "
+        "still robust after the attacks before it in its cascade, so its cell gives the cascade's robust accuracy "
+        "so far; the worst case is the same as running every attack on every point.")]
     blocks += _cards(lb, setting)
     blocks += [Heading("Setting"), Table(views.setting_table(setting, lb))]
     for title_, t in (("Attacks", views.attacks_setting_table(setting)),
