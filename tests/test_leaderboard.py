@@ -523,3 +523,23 @@ def test_the_front_page_lists_every_published_leaderboard(tmp_path):
     assert "| cifar10/per\\_example\\_preview | 7 defenses; 7 transfer, 1 white-box attacks | 500 |" in text
     assert "[cifar10/per\\_example\\_preview/README.md](cifar10/per_example_preview/README.md)" in text
     assert 'href="cifar10/index.html"' in index.read_text()
+
+
+def test_the_front_page_puts_the_answers_first_with_the_pages_behind_them(tmp_path):
+    from robustbench_ens.leaderboard.front import read_answers, write_front_page
+
+    (tmp_path / "answers.toml").write_text('''
+[[answer]]
+question = "Does X beat Y?"
+answer = "No: -1.0 [-2.0, 0.0] points, no significant difference."
+backed_by = [{ page = "suite_a/README.md", what = "paired tests" }]
+''')
+    readme, index = write_front_page(tmp_path)
+    text = readme.read_text()
+    assert text.index("## Answers") < text.index("## Suites")
+    assert "Does X beat Y? No: -1.0 \\[-2.0, 0.0\\] points" in text
+    assert "- [suite\\_a/README.md](suite_a/README.md): paired tests" in text
+    assert 'href="suite_a/index.html"' in index.read_text()
+    (tmp_path / "answers.toml").write_text('[[answer]]\nquestion = "Q?"\n')
+    with pytest.raises(ValueError, match="answer 1 needs"):
+        read_answers(tmp_path)

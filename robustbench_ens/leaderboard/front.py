@@ -3,7 +3,9 @@
 ``write_front_page(root)`` reads every ``leaderboard.json`` under ``root`` (a suite's folder, or a
 folder inside it such as a preview) and writes ``root/README.md`` and ``root/index.html``: what each
 suite attacked, on how many points, at which budgets, how its worst case is counted, its best
-defense at the headline budget, and when it ran. The runner calls it after writing a leaderboard
+defense at the headline budget, and when it ran; above them, the questions the leaderboards answer
+(``answers.toml`` in ``root``, written by hand from the published numbers), each with links to
+the pages that back it. The runner calls it after writing a leaderboard
 into a folder named ``leaderboards``; ``python -m robustbench_ens.leaderboard.front leaderboards``
 writes it by hand.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tomllib
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +25,7 @@ INTRO = ("Every leaderboard published here, one row per suite (a suite is a grid
          "docs/suites.md). Robust accuracies are per-example worst cases where the row says so: a point counts as "
          "robust only if every attack at that budget or a smaller one fails on it; the first edition's pages took "
          "the lowest of the attacks' robust accuracies instead, an upper bound on the per-example worst case.")
+ANSWERS = "answers.toml"  # hand-written from the published numbers; the front page shows it above the suites
 COLUMNS = ["Suite", "What was attacked", "Points", "Threat model", "Worst case counted", "Most robust at headline",
            "Run"]
 
@@ -52,21 +56,42 @@ def _summary(description: str, limit: int = 240) -> str:
     return description if len(description) <= limit else description[:limit].rsplit(" ", 1)[0] + " …"
 
 
-def front_blocks(rows: list[tuple[str, dict]], page_name: str) -> list[page.Block]:
-    """The front page's blocks; ``page_name`` is the file each link opens in a suite's folder."""
+def front_blocks(rows: list[tuple[str, dict]], page_name: str, answers: list[dict] = ()) -> list[page.Block]:
+    """The front page's blocks; ``page_name`` is the file each link opens in a suite's folder. ``answers``: the
+    questions the leaderboards answer (``answers.toml``), each with the pages that back it."""
     table = views.make_table("suites", COLUMNS, [_row(folder, board) for folder, board in rows], {"Points"})
     links = tuple((f"{folder}/{page_name}", _summary(board["setting"].get("description", "")))
                   for folder, board in rows)
-    return [page.Heading("robustbench-ens leaderboards", 1), page.Para(INTRO), page.Table(table),
-            page.Heading("Pages"), page.Links(links)]
+    blocks = [page.Heading("robustbench-ens leaderboards", 1), page.Para(INTRO)]
+    if answers:
+        blocks.append(page.Heading("Answers"))
+        for item in answers:
+            blocks += [page.Para(f"{item['question']} {item['answer']}"),
+                       page.Links(tuple((link["page"].replace("README.md", page_name), link["what"])
+                                        for link in item.get("backed_by", [])))]
+    return blocks + [page.Heading("Suites"), page.Table(table), page.Heading("Pages"), page.Links(links)]
+
+
+def read_answers(root: Path) -> list[dict]:
+    """The ``[[answer]]`` tables of ``root/answers.toml`` (question, answer, backed_by = [{page, what}]), if any: the
+    findings written from the published numbers, with the pages that back each."""
+    path = Path(root) / ANSWERS
+    if not path.is_file():
+        return []
+    answers = tomllib.loads(path.read_text(encoding="utf-8")).get("answer", [])
+    for number, item in enumerate(answers, start=1):
+        missing = {"question", "answer"} - item.keys()
+        if missing or not all({"page", "what"} <= link.keys() for link in item.get("backed_by", [])):
+            raise ValueError(f"{path}: answer {number} needs question, answer and backed_by = [{{page, what}}]")
+    return answers
 
 
 def write_front_page(root: Path) -> list[Path]:
-    """README.md and index.html of ``root``, listing every leaderboard under it."""
+    """README.md and index.html of ``root``, listing every leaderboard under it (and the answers, if written)."""
     root = Path(root)
-    rows = suite_rows(root)
-    return [atomic.write_text(root / "README.md", markdown.render(front_blocks(rows, "README.md"))),
-            atomic.write_text(root / "index.html", html.render(front_blocks(rows, "index.html"), {}))]
+    rows, answers = suite_rows(root), read_answers(root)
+    return [atomic.write_text(root / "README.md", markdown.render(front_blocks(rows, "README.md", answers))),
+            atomic.write_text(root / "index.html", html.render(front_blocks(rows, "index.html", answers), {}))]
 
 
 if __name__ == "__main__":
