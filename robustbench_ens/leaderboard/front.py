@@ -66,9 +66,10 @@ def front_blocks(rows: list[tuple[str, dict]], page_name: str, answers: list[dic
     if answers:
         blocks.append(page.Heading("Answers"))
         for item in answers:
-            blocks += [page.Para(f"{item['question']} {item['answer']}"),
-                       page.Links(tuple((link["page"].replace("README.md", page_name), link["what"])
-                                        for link in item.get("backed_by", [])))]
+            blocks.append(page.Para(f"{item['question']} {item['answer']}"))
+            if item.get("backed_by"):
+                blocks.append(page.Links(tuple((link["page"].replace("README.md", page_name), link["what"])
+                                               for link in item["backed_by"])))
     return blocks + [page.Heading("Suites"), page.Table(table), page.Heading("Pages"), page.Links(links)]
 
 
