@@ -8,7 +8,8 @@ Reads ``paired_tests.csv`` of a leaderboard folder written by a run of a suite w
 pools and defense groups (``cifar10_pools``): for every attack X and pool P, the rows comparing
 ``X@P`` with ``Ens@P`` pooled over each group of targets and over all of them (mean success
 difference, 95 % paired bootstrap interval over test points, Holm-adjusted p-value); and the
-same attack on the two pools. Writes ``claims.md`` and ``claims.csv`` into that folder::
+same attack on the two pools, and each attack with input transformations (``CWA+DI``) against itself
+without them (``CWA``). Writes ``claims.md`` and ``claims.csv`` into that folder::
 
     python run_all.py --suite cifar10_pools --data ../shared/data/cifar10.npz --models ../shared/models
     python scripts/transfer_claims.py leaderboards/cifar10_pools
@@ -37,8 +38,9 @@ CLAIMS = {  # the papers' own claims, asked first
 
 def claim_rows(paired: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
     """Every pooled comparison of an attack with ``baseline`` on the same pool (an attack on surrogates of its own, in
-    no pool, is compared with ``baseline`` on every pool), and of each attack on the suite's second pool with itself on
-    the first, oriented as ``attack - reference`` (positive: the attack breaks more points)."""
+    no pool, is compared with ``baseline`` on every pool), of each attack on the suite's second pool with itself on
+    the first, and of an attack with input transformations with itself without them, oriented as
+    ``attack - reference`` (positive: the attack breaks more points)."""
     pooled = paired[paired["defense"].map(is_pooled)]
     rows = []
     for row in pooled.itertuples():
@@ -48,6 +50,8 @@ def claim_rows(paired: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
             kind, flip = "vs Ens", family_a == baseline  # reported as attack - Ens
         elif family_a == family_b and pool_a != pool_b:
             kind, flip = "pools", True  # the suite's second pool minus its first (attack_a is on the first)
+        elif same_pool and _with_transformation(family_a, family_b):
+            kind, flip = "transformation", family_b.startswith(family_a + "+")  # reported as X+T - X
         else:
             continue
         attack, reference = (row.attack_b, row.attack_a) if flip else (row.attack_a, row.attack_b)
@@ -61,6 +65,11 @@ def claim_rows(paired: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
                      "difference": sign * row.difference, "ci_low": low, "ci_high": high, "p_holm": row.p_holm,
                      "verdict": verdict})
     return pd.DataFrame(rows)
+
+
+def _with_transformation(family: str, other: str) -> bool:
+    """Whether ``family`` is ``other`` with input transformations added (``CWA+DI`` and ``CWA``), either way round."""
+    return family.startswith(other + "+") or other.startswith(family + "+")
 
 
 def _table(rows: pd.DataFrame) -> list[str]:
@@ -113,6 +122,8 @@ def report(rows: pd.DataFrame, source: Path, success: pd.DataFrame | None = None
     questions = [(title, against_ens & (family == name)) for name, title in CLAIMS.items()]
     questions += [(f"{name} against Ens", against_ens & (family == name))
                   for name in sorted(set(family[against_ens]) - set(CLAIMS))]
+    questions.append(("Each attack with an input transformation against the same attack without it",
+                      rows["comparison"] == "transformation"))
     questions.append(("Each attack on the heterogeneous pool against the same attack on the homogeneous pool",
                       rows["comparison"] == "pools"))
     for title, mask in questions:

@@ -71,6 +71,22 @@ def test_every_other_attack_is_compared_with_ens_and_one_outside_the_pools_with_
     assert "AdaEA against Ens" not in report  # a question with no rows is left out
 
 
+def test_an_attack_with_a_transformation_is_compared_with_itself_without_it():
+    paired = pd.DataFrame([
+        _row("CWA@homo", "CWA+DI@homo", "all", -0.04, -0.06, -0.02, 0.001, "CWA+DI@homo stronger"),
+        _row("CWA+DI@hetero", "CWA@hetero", "all", 0.01, -0.01, 0.03, 0.3, "no significant difference"),
+        _row("CWA+DI@homo", "CWA@hetero", "all", 0.02, 0.00, 0.04, 0.04, "CWA+DI@homo stronger"),  # other pools
+        _row("CWA@homo", "AdaEA+DI@homo", "all", 0.0, -0.01, 0.01, 1.0, "no significant difference"),  # others
+    ])
+    rows = transfer_claims.claim_rows(paired).set_index("attack")
+    assert list(rows["comparison"]) == ["transformation", "transformation"]
+    assert rows.loc["CWA+DI@homo", "reference"] == "CWA@homo"
+    assert rows.loc["CWA+DI@homo", "difference"] == pytest.approx(0.04)  # oriented as with minus without
+    assert rows.loc["CWA+DI@hetero", "difference"] == pytest.approx(0.01)
+    report = transfer_claims.report(rows.reset_index(), Path("lb"))
+    assert "## Each attack with an input transformation against the same attack without it" in report
+
+
 def test_the_success_table_gives_every_target_the_mean_and_the_crafting_time():
     success = pd.DataFrame([{"eps": E8, "attack": a, "defense": d, "success_rate": v}
                             for a, d, v in (("Ens@homo", "T1", 0.5), ("Ens@homo", "T2", 0.25),
