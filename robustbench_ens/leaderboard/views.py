@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .format import (DASH, FAILED, fmt_eps, fmt_frac_or_pct, fmt_params, fmt_pct,
-                     fmt_seconds, fmt_value, is_missing)
+                     fmt_seconds, fmt_value, is_missing, plural)
 from .comparisons import POOLED, is_pooled
 from .tables import CLEAN, MISSING, Leaderboard, Stat
 
@@ -495,7 +495,8 @@ def attack_card(record: dict, lb: Leaderboard) -> DisplayTable:
     name = record.get("name")
     sets = lb.cells[(lb.cells["attack"] == name) & lb.cells["ok"]].drop_duplicates("adv_key") \
         if "adv_key" in lb.cells else lb.cells.iloc[:0]
-    cost = f"{sets['craft_time_s'].mean():.1f} s per set on average ({len(sets)} sets)" if len(sets) else None
+    cost = f"{sets['craft_time_s'].mean():.1f} s per set on average ({plural(len(sets), 'set')})" if len(sets) \
+        else None
     items = [("Class", record.get("class")), ("Paper", record.get("paper")), ("Kind", record.get("kind")),
              ("Parameters (the rest: the class's defaults)", fmt_params(record.get("params"))
               if record.get("params") else "the class's defaults"),
