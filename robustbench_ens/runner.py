@@ -263,15 +263,14 @@ def _grid(suite: Suite, data_sha256: str, identity: dict, bf16: bool = False) ->
         for defense in (d for d in suite.defenses if attack is None or attack.runs_on(d.name)):
             cascaded = attack is not None and attack.cascade
             chain = (attack_kind(attack), eps, defense.name) if cascaded else None  # one cascade per threat model
-            after = stage.get(chain)
+            after = stage.get(chain, CLEAN) if cascaded else None
             # a transfer set serves every defense; a white-box set is crafted on (and for) one defense, and a
             # cascaded one also on the set of the cascade's stage before it
             adv_key = _fingerprint({"shared": shared_key, "defense": defense_ids[defense.name],
-                                    **({"cascade_after": after or CLEAN} if cascaded else {})}) \
+                                    **({"cascade_after": after} if cascaded else {})}) \
                 if attack is not None and attack.whitebox else shared_key
             cell_id = _fingerprint({"adv": adv_key, "defense": defense_ids[defense.name]})
-            cells.append(Cell(attack.name if attack else CLEAN, eps, defense.name, cell_id, adv_key, cascaded,
-                              after if cascaded else None))
+            cells.append(Cell(attack.name if attack else CLEAN, eps, defense.name, cell_id, adv_key, after))
             if cascaded:
                 stage[chain] = adv_key
     return cells

@@ -63,8 +63,12 @@ class Cell:
     defense: str
     cell_id: str
     adv_key: str
-    cascaded: bool = False  # crafted only on the points still robust after the cascade's stages before it
-    after: str | None = None  # a cascaded cell's previous stage (its adversarial-set key); None: the first stage
+    after: str | None = None  # a cascaded cell's previous stage: its adversarial-set key, or CLEAN for the first
+
+    @property
+    def cascaded(self) -> bool:
+        """Crafted only on the points still robust after the cascade's stages before it."""
+        return self.after is not None
 
 
 class Workspace:
@@ -83,7 +87,7 @@ class Workspace:
         self.acceleration = acceleration
         self._randomised: dict[str, bool] = {}
         self._clean_pred: dict[str, torch.Tensor] = {}
-        self._adv_pred: dict[tuple[str, str], torch.Tensor] = {}  # (adv_key, defense) -> predictions, for cascades
+        self._adv_pred: dict[str, torch.Tensor] = {}  # a cascaded set's adv_key -> its defense's predictions
 
     def craft_set(self, cell: Cell) -> tuple[torch.Tensor, dict]:
         """Crafts and saves the adversarial set of ``cell``: its images and its ``adv_sets`` record for the store
@@ -123,7 +127,7 @@ class Workspace:
             adv_pred = clean_pred if cell.attack == CLEAN else predict(
                 self.defenses[cell.defense], x_adv, self.suite.batch_size, self.device)
             if cell.cascaded:  # the next stage of its cascade starts from these outcomes, not from another pass
-                self._adv_pred[(cell.adv_key, cell.defense)] = adv_pred
+                self._adv_pred[cell.adv_key] = adv_pred
             eval_time = time.perf_counter() - started
         except Exception as error:  # a failed evaluation fails its cell; the grid goes on
             return failed(f"evaluation failed: {describe_error(error)}")
@@ -161,7 +165,7 @@ class Workspace:
         """A cascaded cell's starting set (the clean images for the cascade's first stage, else the saved set of the
         stage before it) and the mask of the points the defense still classifies correctly on it: the only ones
         this stage attacks."""
-        if cell.after is None:
+        if cell.after == CLEAN:
             return self.images, self.clean_pred(cell.defense) == self.labels
         path = adv_file(self.adv_folder, cell.after)
         if not path.is_file():
@@ -169,7 +173,7 @@ class Workspace:
                                f"{fmt_eps(cell.eps)} has no saved set (it failed); {cell.attack} runs once it has one")
         start = load_file(path)["x_adv"]
         # as the stage's cell recorded them, when it was evaluated in this process
-        predicted = self._adv_pred.pop((cell.after, cell.defense), None)
+        predicted = self._adv_pred.pop(cell.after, None)
         if predicted is None:
             predicted = predict(self.defenses[cell.defense], start, self.suite.batch_size, self.device)
         return start, predicted == self.labels

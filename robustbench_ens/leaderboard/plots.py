@@ -144,7 +144,7 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict, threat: str = "overall") -
     any_incomplete = False
     span = (to_x(max(xs)) - to_x(min(xs))) or 1.0
     dodge = 0.006 * span if len(ranking) > 1 else 0.0
-    ends = []  # (y, label, colour) at each line's last point, for the direct labels
+    ends = []  # (y, x, label, colour) of each line's last point, for the direct labels
     for k, r in enumerate(ranking):
         d = r["defense"]
         c = lb.clean_acc.get(d)

@@ -404,9 +404,12 @@ def setting_table(setting: dict, lb: Leaderboard) -> DisplayTable:
     for k, v in s.items():
         if k not in known:
             items.append((str(k), v, fmt_value))
-    present = [(k, v, f) for k, v, f in items if v is not None]
-    rows = [[Cell(k), Cell(f(v))] for k, v, f in present]
-    return make_table("setting", ["Item", "Value"], rows)
+    return _item_table("setting", [(k, f(v)) for k, v, f in items if v is not None])
+
+
+def _item_table(key: str, items: list[tuple[str, Any]]) -> DisplayTable:
+    """A two-column Item / Value table of ``(item, text)`` pairs."""
+    return make_table(key, ["Item", "Value"], [[Cell(k), Cell(str(v))] for k, v in items])
 
 
 def _records_table(key: str, items: Any, known: list[tuple[str, str, Callable[[Any], str]]],
@@ -486,8 +489,7 @@ def defense_card(record: dict, lb: Leaderboard) -> DisplayTable:
         worst = (row or {}).get("by_eps", {}).get(h)
         if worst and worst.get("evaluated", True):
             items.append((f"Worst case @ {h}, {threat} (%)", _worst_cell(worst).text))
-    rows = [[Cell(k), Cell(str(v))] for k, v in items if v not in (None, "")]
-    return make_table(f"card-defense-{name}", ["Item", "Value"], rows)
+    return _item_table(f"card-defense-{name}", [(k, v) for k, v in items if v not in (None, "")])
 
 
 def attack_card(record: dict, lb: Leaderboard) -> DisplayTable:
@@ -504,5 +506,4 @@ def attack_card(record: dict, lb: Leaderboard) -> DisplayTable:
              ("eps", _fmt_eps_list(record.get("eps")) if record.get("eps") else None),
              ("Defenses", _fmt_defenses(record.get("defenses"))), ("Cascade", record.get("cascade")),
              ("EOT samples (randomised defense)", record.get("eot")), ("Crafting time", cost)]
-    rows = [[Cell(k), Cell(str(v))] for k, v in items if v is not None]
-    return make_table(f"card-attack-{name}", ["Item", "Value"], rows)
+    return _item_table(f"card-attack-{name}", [(k, v) for k, v in items if v is not None])
