@@ -129,6 +129,7 @@ def test_format_eps_and_pct():
     assert fmt_eps(8 / 255) == "8/255"
     assert fmt_eps(0.03) == "0.03"
     assert fmt_eps(0.0) == "0"
+    assert fmt_eps(float("inf")) == "inf"  # the budget a grid without attacks ranks at (it crashed, found by fuzzing)
     assert canonical_eps(0.0313725) == canonical_eps(8 / 255)
     assert fmt_pct(0.4234) == "42.3"
     assert fmt_pct(0.42, 0.0283) == "42.0 ± 2.8"

@@ -30,7 +30,7 @@ def eps_255(eps: float) -> int | None:
 
     1 and above (L2 budgets such as 1.0 or 4.0) are not read as ``255/255`` or ``1020/255``.
     """
-    if is_missing(eps):
+    if is_missing(eps) or not math.isfinite(float(eps)):  # inf: the "no attack at all" budget of a clean-only grid
         return None
     k = float(eps) * 255.0
     r = round(k)
