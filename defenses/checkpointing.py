@@ -7,6 +7,7 @@ back if the recipe and seed match, so a resumed run continues exactly where the 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,12 +21,16 @@ STATE_FILE = "state.json"
 
 
 class EpochSchedule:
-    """What the per-epoch training recipes (DVERGE's, the joint methods') share: checks of ``epochs`` and
-    ``batch_size``, ``milestones`` as a tuple, and the step learning-rate schedule."""
+    """What the per-epoch training recipes (DVERGE's, the joint methods') share: checks of ``epochs``,
+    ``batch_size`` and ``epoch_steps``, ``milestones`` as a tuple, the step learning-rate schedule and the number of
+    batches an epoch takes."""
 
     def check_schedule(self, min_batch: int = 1) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        if self.epoch_steps is not None and (isinstance(self.epoch_steps, bool) or not isinstance(
+                self.epoch_steps, int) or self.epoch_steps < 1):
+            raise ValueError(f"epoch_steps must be None (a whole pass) or an integer >= 1, got {self.epoch_steps!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < min_batch:
             raise ValueError(f"batch_size must be an integer >= {min_batch}, got {self.batch_size!r}")
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
@@ -33,6 +38,12 @@ class EpochSchedule:
     def lr_at(self, epoch: int) -> float:
         """The step schedule: lr x gamma for every milestone reached (epochs count from 0)."""
         return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)
+
+    def steps_per_epoch(self, n: int) -> int:
+        """Batches per epoch on ``n`` training points: a whole pass, or its first ``epoch_steps`` batches (a compute
+        budget: each epoch still shuffles all ``n`` points, so the batches are drawn from the whole split)."""
+        whole = math.ceil(n / self.batch_size)
+        return whole if self.epoch_steps is None else min(whole, self.epoch_steps)
 
 
 def save_epoch(folder: Path, members, optimizers, recipe, seed: int, epochs_done: int, history: dict,

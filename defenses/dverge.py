@@ -19,7 +19,6 @@ members' mean softmax.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from attacks.base import l1_normalised
 from robustbench_ens.zoo.derived import Method, register_method
 from robustbench_ens.zoo.normalize import Normalized
 from robustbench_ens.zoo.resnet_cifar import CifarResNet
-from robustbench_ens.zoo.train import augment, recipe_from_dict
+from robustbench_ens.zoo.train import augment, log_epoch, recipe_from_dict
 
 from .checkpointing import EpochSchedule, resume_epoch, save_epoch
 from .ensemble import Ensemble
@@ -133,7 +132,8 @@ def _blocks(model: Normalized) -> list:
 
 @dataclass(frozen=True)
 class DVERGERecipe(EpochSchedule):
-    """DVERGE training hyper-parameters (official defaults); ``n_train=None`` uses every training point."""
+    """DVERGE training hyper-parameters (official defaults); ``n_train=None`` uses every training point,
+    ``epoch_steps=None`` a whole pass per epoch (an integer: that many batches of it, a compute budget)."""
 
     epochs: int = 200
     batch_size: int = 128
@@ -148,6 +148,7 @@ class DVERGERecipe(EpochSchedule):
     adv: bool = False
     adv_coeff: float = 1.0
     n_train: int | None = None
+    epoch_steps: int | None = None
 
     def __post_init__(self):
         self.check_schedule()
@@ -179,7 +180,7 @@ def train_dverge(members: list[Normalized], data, recipe: DVERGERecipe = DVERGER
     if recipe.n_train is not None:
         x_train, y_train = x_train[:recipe.n_train], y_train[:recipe.n_train]
     n, depth = len(x_train), feature_layers(members[0])
-    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    steps_per_epoch = recipe.steps_per_epoch(n)
     for member in members:
         member.to(device)
     optimizers = [torch.optim.SGD(m.parameters(), lr=recipe.lr, momentum=recipe.momentum,
@@ -212,6 +213,8 @@ def train_dverge(members: list[Normalized], data, recipe: DVERGERecipe = DVERGER
                 bar.update(1)
                 bar.set_postfix(epoch=f"{epoch + 1}/{recipe.epochs}", layer=layer,
                                 loss=f"{sum(losses) / len(losses):.3f}", refresh=False)
+        log_epoch(bar, progress, "DVERGE", epoch, recipe.epochs, started,
+                  f"layer {layer}, mean member loss {epoch_losses.mean():.3f}")
         history["layers"].append(layer)
         history["losses"].append(epoch_losses.tolist())
         history["epoch_time_s"].append(round(time.perf_counter() - epoch_started, 3))
@@ -267,9 +270,13 @@ def _build(bases: list[Normalized], data, settings: dict, *, seed: int, device, 
 
 def _describe(manifest: dict) -> str:
     recipe = manifest["settings"]["recipe"]
+    epochs = f"{recipe['epochs']} epoch{'s' * (recipe['epochs'] != 1)}"
+    if recipe.get("epoch_steps"):
+        epochs += f" of {recipe['epoch_steps']} batches"
+    schedule = (f" (x{recipe['gamma']} from epoch {', '.join(str(m + 1) for m in recipe['milestones'])})"
+                if recipe["milestones"] else "")
     return (f"DVERGE-trained here from {manifest['n_models']} trained members (sha256 "
-            f"{', '.join(h[:12] for h in manifest['base_sha256'])}): {recipe['epochs']} epochs, lr {recipe['lr']} "
-            f"(x{recipe['gamma']} from epoch {', '.join(str(m + 1) for m in recipe['milestones'])}), "
+            f"{', '.join(h[:12] for h in manifest['base_sha256'])}): {epochs}, lr {recipe['lr']}{schedule}, "
             f"distillation eps {recipe['eps']}, "
             f"{recipe['steps']} steps of {recipe['step_size']}{', +adv' if recipe['adv'] else ''}")
 

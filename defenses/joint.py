@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from robustbench_ens.zoo.derived import Method, register_method, with_defaults
 from robustbench_ens.zoo.normalize import Normalized
-from robustbench_ens.zoo.train import augment, recipe_from_dict
+from robustbench_ens.zoo.train import augment, log_epoch, recipe_from_dict
 
 from .checkpointing import EpochSchedule, resume_epoch, save_epoch
 
@@ -35,7 +35,8 @@ OPTIMIZERS = ("adam", "sgd")
 
 @dataclass(frozen=True)
 class JointRecipe(EpochSchedule):
-    """Training hyper-parameters of a jointly trained ensemble; ``n_train=None`` uses every training point."""
+    """Training hyper-parameters of a jointly trained ensemble; ``n_train=None`` uses every training point,
+    ``epoch_steps=None`` a whole pass per epoch (an integer: that many batches of it, a compute budget)."""
 
     epochs: int = 200
     batch_size: int = 128
@@ -46,6 +47,7 @@ class JointRecipe(EpochSchedule):
     milestones: tuple[int, ...] = (100, 150)
     gamma: float = 0.1
     n_train: int | None = None
+    epoch_steps: int | None = None
 
     def __post_init__(self):
         self.check_schedule(min_batch=2)  # TRS splits each batch in two
@@ -78,7 +80,7 @@ def train_jointly(members: list[Normalized], data, objective: Objective, recipe:
     if recipe.n_train is not None:
         x_train, y_train = x_train[:recipe.n_train], y_train[:recipe.n_train]
     n = len(x_train)
-    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    steps_per_epoch = recipe.steps_per_epoch(n)
     for member in members:
         member.to(device)
     optimizers = [recipe.make_optimizer([p for member in members for p in member.parameters()])]
@@ -111,6 +113,7 @@ def train_jointly(members: list[Normalized], data, objective: Objective, recipe:
                     totals[key] = totals.get(key, 0.0) + value / steps_per_epoch
                 bar.update(1)
                 bar.set_postfix(epoch=f"{epoch + 1}/{recipe.epochs}", loss=f"{loss.item():.3f}", refresh=False)
+        log_epoch(bar, progress, method, epoch, recipe.epochs, started, f"loss {totals['loss']:.3f}")
         history["losses"].append(totals.pop("loss"))
         history["terms"].append(totals)
         history["epoch_time_s"].append(round(time.perf_counter() - epoch_started, 3))

@@ -142,3 +142,27 @@ def test_methods_for_suites_with_the_papers_defaults():
         checked_settings("gal", 1)
     with pytest.raises(ValueError, match="optimizer"):
         checked_settings("trs", 3, {}, {"optimizer": "rmsprop"})
+
+
+def test_epoch_steps_is_a_budget_of_batches_per_epoch(slice_path):
+    from defenses.dverge import DVERGERecipe
+    from robustbench_ens.data import load_cifar10
+
+    for recipe_class in (JointRecipe, DVERGERecipe):
+        assert recipe_class(batch_size=128).steps_per_epoch(50_000) == 391
+        assert recipe_class(batch_size=128, epoch_steps=50).steps_per_epoch(50_000) == 50
+        assert recipe_class(batch_size=128, epoch_steps=500).steps_per_epoch(50_000) == 391
+        for bad in (0, -1, 2.5, True):
+            with pytest.raises(ValueError, match="epoch_steps"):
+                recipe_class(epoch_steps=bad)
+    calls = []
+
+    def counting(members, images, labels, progress):
+        calls.append((progress, len(images)))
+        return adp_objective()(members, images, labels, progress)
+
+    summary = train_jointly(_resnets(), load_cifar10(slice_path), counting,
+                            JointRecipe(epochs=3, batch_size=8, epoch_steps=2, milestones=()), method="adp",
+                            progress=False)
+    assert calls == [(0.0, 8), (0.0, 8), (1 / 3, 8), (1 / 3, 8), (2 / 3, 8), (2 / 3, 8)]
+    assert len(summary["losses"]) == 3

@@ -108,6 +108,12 @@ def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generato
     return x
 
 
+def log_epoch(bar, progress: bool, what: str, epoch: int, epochs: int, started: float, summary: str) -> None:
+    """Where the bar is hidden (the output is a log file) but progress was asked for: one line per finished epoch."""
+    if progress and bar.disable:
+        print(f"[{what}] epoch {epoch + 1}/{epochs}, {summary}, {time.perf_counter() - started:.0f} s", flush=True)
+
+
 def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500,
                       device: str | torch.device = "cpu") -> float:
     """Fraction of ``x`` that ``model`` (in eval mode) classifies as ``y``."""
@@ -196,9 +202,8 @@ def train_model(model: nn.Module, data, recipe: TrainRecipe, seed: int = 0, devi
                 bar.update(1)
                 bar.set_postfix(epoch=f"{epoch + 1}/{recipe.epochs}", loss=f"{loss_sum / seen:.3f}",
                                 acc=f"{correct / seen:.3f}", refresh=False)
-            if progress and bar.disable:  # no bar (the output is a log file): one line per epoch instead
-                print(f"[{what}] epoch {epoch + 1}/{recipe.epochs}, loss {loss_sum / seen:.3f}, train "
-                      f"accuracy {correct / seen:.3f}, {time.perf_counter() - start:.0f} s", flush=True)
+            log_epoch(bar, progress, what, epoch, recipe.epochs, start,
+                      f"loss {loss_sum / seen:.3f}, train accuracy {correct / seen:.3f}")
     bar.close()
     train_time = time.perf_counter() - start
 
