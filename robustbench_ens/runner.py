@@ -364,7 +364,8 @@ def _origin_text(provenance: dict) -> str:
         return describe_derived(provenance)
     about = f", {provenance['about']}" if provenance.get("about") else ""
     if provenance.get("origin") == "models_dir":
-        return f"pretrained file {Path(str(provenance.get('source', ''))).name}{about}"
+        licence = provenance.get("license") or "not stated"
+        return f"pretrained file {Path(str(provenance.get('source', ''))).name}{about} (licence: {licence})"
     if provenance.get("origin") in EXTERNAL_LIBRARIES:  # loaded by robustbench or timm (zoo.external)
         return f"{provenance['source']}{about}"
     return (f"trained here by the zoo ({provenance.get('origin')}; recipe "

@@ -24,6 +24,7 @@ other suite by its path. Schema (every table is checked; unknown keys are errors
     arch = "resnet20_a"                      # a zoo architecture
     checkpoint = "resnet20_a_standard"       # <models dir>/<checkpoint>.safetensors, if present
     source = "..."                           # where that checkpoint comes from (shown on the page)
+    licence = "MIT"                          # its licence, where the file's metadata has no `license`
     require_checkpoint = false               # true: never train a stand-in (e.g. DVERGE, adversarial training)
     train = { epochs = 10 }                  # recipe overrides when it must be trained
 
@@ -88,6 +89,7 @@ class ModelEntry:
     train: dict = field(default_factory=dict)
     seed: int = 0
     source: str = ""  # where a pretrained checkpoint comes from, shown on the leaderboard
+    licence: str = ""  # the weights' licence, where the file's own metadata (``license``) does not state it
     require_checkpoint: bool = False  # True where the zoo's standard recipe cannot reproduce the model
     method: str | None = None  # set for a derived model (zoo.derived): how it is made from its bases
     bases: tuple[str, ...] = ()  # the plain models a derived model is made from
@@ -412,6 +414,7 @@ def _model_entry(name: str, spec, source: str) -> ModelEntry:
     entry = ModelEntry(name=name, arch=table.text("arch", "") if method else table.text("arch"),
                        checkpoint=checkpoint, train=table.table("train"),
                        seed=_int(table.get("seed", 0), f"models.{name}.seed"), source=table.text("source", ""),
+                       licence=table.text("licence", ""),
                        require_checkpoint=bool(table.get("require_checkpoint", False)),
                        method=method, bases=table.names("from"), params=table.table("params"),
                        threat_model=table.text("threat_model", "Linf"))

@@ -253,6 +253,8 @@ def resolve_models(suite: Suite, data, config, device) -> tuple[dict, dict]:
                                                     progress=config.progress)
             models[name] = model.to(device).eval()
         provenance[name] = {**provenance[name], "about": entry.source}
+        if entry.licence:
+            provenance[name]["license"] = entry.licence
     return models, provenance
 
 

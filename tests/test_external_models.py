@@ -205,3 +205,23 @@ def test_suite_reads_threat_model_and_refuses_derived_external_models():
     assert (suite.models["m"].arch, suite.models["m"].threat_model) == ("robustbench:Standard", "L2")
     with pytest.raises(SuiteError, match="derived model 'l' needs 'from' = plain models"):
         suite_with('[models.m]\narch = "timm:resnet18"\n[models.l]\nmethod = "lgv"\nfrom = ["m"]\n')
+
+
+def test_the_weights_licence_comes_from_the_file_else_the_suite_else_says_not_stated(tmp_path):
+    from safetensors.torch import save_file
+
+    from robustbench_ens.zoo import create_model
+    state = {k: v.contiguous() for k, v in create_model("resnet20_a").net.state_dict().items()}
+    meta = {"arch": "resnet20-optionA", "normalize_mean": "0.5,0.5,0.5", "normalize_std": "0.25,0.25,0.25"}
+    (tmp_path / "models").mkdir()
+    save_file(state, str(tmp_path / "models" / "with.safetensors"), metadata={**meta, "license": "MIT"})
+    save_file(state, str(tmp_path / "models" / "without.safetensors"), metadata=meta)
+    entries = "".join(f'[models.{name}]\narch = "resnet20_a"\ncheckpoint = "{file}"\nsource = "a test file"\n{extra}'
+                      for name, file, extra in [("a", "with", ""), ("b", "without", 'licence = "BSD-2-Clause"\n'),
+                                                ("c", "without", "")])
+    suite = suite_with(entries)
+    assert suite.models["b"].licence == "BSD-2-Clause" and suite.models["a"].licence == ""
+    _, provenance = resolve(suite, tmp_path / "models", tmp_path / "cache")
+    assert _origin_text(provenance["a"]) == "pretrained file with.safetensors, a test file (licence: MIT)"
+    assert _origin_text(provenance["b"]).endswith("(licence: BSD-2-Clause)")
+    assert _origin_text(provenance["c"]).endswith("(licence: not stated)")
