@@ -278,3 +278,22 @@ def test_early_stop_is_refused_on_an_adaptive_attack(tmp_path):
                          'name = "PGD"\nattack = "pgd"\non = "adaptive"\nparams = { early_stop = true }')
     with pytest.raises(SuiteError, match="early_stop.*adaptive"):
         load_suite(str(_write(tmp_path, text)))
+
+
+def test_the_gpu_protocol_trains_at_the_papers_budgets_on_3_5_and_8_members():
+    import defenses  # noqa: F401  (registers dverge, adp, gal, trs)
+    from robustbench_ens.zoo.derived import checked_settings
+
+    cpu, gpu = load_suite("dverge_protocol"), load_suite("dverge_protocol_gpu")
+    assert gpu.n_examples == 10_000 and gpu.attacks == cpu.attacks and gpu.eps == cpu.eps
+    epochs = {"dverge": 200, "adp": 200, "gal": 200, "trs": 120}
+    for k, suffix in ((3, ""), (5, "_5"), (8, "_8")):
+        for method, budget in epochs.items():
+            entry = gpu.models[f"{method}_ours{suffix}"]
+            _, settings = checked_settings(method, k, entry.params, entry.train)
+            assert len(entry.bases) == k and settings["recipe"]["epochs"] == budget
+            assert settings["recipe"].get("epoch_steps") is None
+        assert gpu.models[f"baseline_finetuned{suffix}"].train["epochs"] == 200
+    assert {gpu.models[f"baseline_m{i}"].checkpoint for i in range(3, 8)} == {None}  # trained here from scratch
+    names = {d.name for d in gpu.defenses}
+    assert {d.name for d in cpu.defenses} <= names and {"DVERGE-ours-8xRN20", "TRS-ours-5xRN20"} <= names
