@@ -155,5 +155,9 @@ def resolve_derived(name: str, method_name: str, bases: list[nn.Module], base_sh
 
 
 def describe(provenance: dict) -> str:
-    """The page's line on how derived models were made (their method's words), and where they came from."""
-    return f"{get_method(provenance['method']).describe(provenance)} ({provenance.get('origin')})"
+    """The page's line on how derived models were made (their method's words), where they came from (trained in
+    this run or read from the cache) and how long making them took, on which device."""
+    built = provenance.get("build_time_s")
+    cost = f"; made in {built / 60:.1f} min on {provenance.get('device', '?')}" if isinstance(built, (int, float)) \
+        else ""
+    return f"{get_method(provenance['method']).describe(provenance)} ({provenance.get('origin')}{cost})"
