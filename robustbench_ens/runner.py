@@ -311,7 +311,8 @@ def _setting(suite, data, images, labels, models, provenance, cells, device, ver
                      for name in surrogates}  # a derived collection: its members' mean
     compute_s = cells.drop_duplicates("adv_key")["craft_time_s"].sum() + cells["eval_time_s"].sum()
     return {
-        "suite": suite.name, "description": suite.description, "date": now(),
+        "suite": suite.name, "description": suite.description, **({"slice": suite.slice} if suite.slice else {}),
+        "date": now(),
         "version": versions["robustbench_ens"], "git_commit": versions["git_commit"],
         "hardware": environment.hardware(device),
         "libraries": ", ".join(f"{k} {v}" for k, v in versions.items() if k not in ("git_commit", "robustbench_ens")),

@@ -158,6 +158,7 @@ class Suite:
     attacks: tuple[AttackEntry, ...]
     defenses: tuple[DefenseEntry, ...]
     pools: dict[str, tuple[str, ...]] = field(default_factory=dict)  # surrogate pool name -> its models
+    slice: str = ""  # set by apply_overrides: how this grid is smaller than the suite file's (shown on the page)
 
     def model_names(self) -> list[str]:
         """Every model the suite's attacks and defenses use, in first-use order; a derived model's bases before it."""
@@ -288,7 +289,24 @@ def apply_overrides(suite: Suite, *, attacks=None, defenses=None, eps=None, n_ex
         changes["device"] = device
     if seed is not None:
         changes["seed"] = _int(seed, "--seed")
-    return _checked(replace(suite, **changes))
+    return _checked(replace(suite, **changes, slice=_slice_text(suite, changes)))
+
+
+def _slice_text(suite: Suite, changes: dict) -> str:
+    """What the overrides left of the suite's grid, in words ("" when they leave all of it)."""
+    from .leaderboard.format import fmt_eps  # here: the leaderboard package imports this module
+    parts = []
+    for key, what in (("attacks", "attack"), ("defenses", "defense")):
+        if key in changes and len(changes[key]) < len(getattr(suite, key)):
+            parts.append(f"{len(changes[key])} of its {len(getattr(suite, key))} {what}s")
+    if "eps" in changes and set(changes["eps"]) != set(suite.eps):
+        parts.append(f"eps {', '.join(fmt_eps(e) for e in changes['eps'])} of its "
+                     f"{', '.join(fmt_eps(e) for e in suite.eps)}")
+    if changes.get("n_examples", suite.n_examples) < suite.n_examples:
+        parts.append(f"the first {changes['n_examples']} of its {suite.n_examples} test points")
+    if changes.get("seed", suite.seed) != suite.seed:
+        parts.append(f"seed {changes['seed']} instead of its {suite.seed}")
+    return "; ".join(parts)
 
 
 def _select(entries, names, what):

@@ -383,6 +383,11 @@ def test_the_summary_counts_attacks_by_kind():
     text = summary(build(make_cells(), setting), setting)
     assert ("3 defenses against 2 attacks: 1 transfer attack crafted on surrogate models (resnet18, vgg11), "
             "and 1 run against each defense itself (adaptive),") in text
+    assert "slice" not in text
+    setting["slice"] = "2 of its 5 attacks; the first 8 of its 1000 test points"
+    text = summary(build(make_cells(), setting), setting)
+    assert ("This page shows a slice of that suite, run with fewer of its settings: 2 of its 5 attacks; the first 8 "
+            "of its 1000 test points.") in text
 
 
 def _kinds(setting: dict, **kinds) -> dict:

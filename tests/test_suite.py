@@ -42,6 +42,12 @@ def test_overrides():
     assert suite.eps == (2 / 255,) and suite.headline_eps == 2 / 255
     assert (suite.n_examples, suite.device, suite.seed) == (8, "cpu", 3)
     assert apply_overrides(load_suite("smoke"), eps=["8/255", "4/255", "8/255"]).eps == (8 / 255, 4 / 255), "once each"
+    smoke = load_suite("smoke")
+    assert suite.slice == (f"1 of its {len(smoke.attacks)} attacks; 1 of its {len(smoke.defenses)} defenses; eps 2/255 "
+                           f"of its {', '.join(f'{round(e * 255)}/255' for e in smoke.eps)}; the first 8 of its "
+                           f"{smoke.n_examples} test points; seed 3 instead of its 0")
+    assert load_suite("smoke").slice == "" and apply_overrides(smoke, device="cpu", n_examples=10_000).slice == "", \
+        "what does not shrink the grid is no slice"
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -100,6 +100,8 @@ def summary(lb: Leaderboard, setting: dict) -> str:
     surrogates = [str(x.get("name")) for x in (s.get("surrogates") or []) if isinstance(x, dict)]
     source = ((s.get("data") or {}).get("source")) or "the test set"
     parts = [f"{desc.rstrip('.')}." if desc else ""]
+    if s.get("slice"):
+        parts.append(f"This page shows a slice of that suite, run with fewer of its settings: {s['slice']}.")
     parts.append(
         f"{plural(len(lb.defenses), 'defense')} against {attacks_text(lb, surrogates)}"
         + f", {norm_text(s)} threat model"
