@@ -303,3 +303,14 @@ def test_the_gpu_protocol_trains_at_the_papers_budgets_on_3_5_and_8_members():
     assert {gpu.models[f"baseline_m{i}"].checkpoint for i in range(3, 8)} == {None}  # trained here from scratch
     names = {d.name for d in gpu.defenses}
     assert {d.name for d in cpu.defenses} <= names and {"DVERGE-ours-8xRN20", "TRS-ours-5xRN20"} <= names
+
+
+def test_the_suites_that_share_a_trained_model_share_its_recipe():
+    """One cached copy serves both suites only while the recipes match (the cache key is the recipe)."""
+    def recipe(suite, name):
+        model = load_suite(suite).models[name]
+        return model.method, model.bases, model.train, model.params, model.seed, model.source
+
+    for name in ("dverge_ours", "adp_ours", "gal_ours", "trs_ours", "baseline_finetuned"):
+        assert recipe("cifar10", name) == recipe("dverge_protocol", name), name
+    assert recipe("cifar10", "mba_resnet20") == recipe("cifar10_transfer_methods", "mba_resnet20")
