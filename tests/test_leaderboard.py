@@ -7,6 +7,7 @@ on ens-b failed.
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 from pathlib import Path
@@ -549,3 +550,12 @@ backed_by = [{ page = "suite_a/README.md", what = "paired tests" }]
     (tmp_path / "answers.toml").write_text('[[answer]]\nquestion = "Q?"\n')
     with pytest.raises(ValueError, match="answer 1 needs"):
         read_answers(tmp_path)
+
+
+def test_the_strongest_attack_cell_names_at_most_two_tied_attacks():
+    from robustbench_ens.leaderboard.views import _single_cell
+    cell = lambda names: _single_cell({"strongest_attack": names, "single_attack_acc": 0.024,  # noqa: E731
+                                       "single_attack_acc_std": math.nan}).text
+    assert cell("PGD") == "PGD: 2.4"
+    assert cell("PGD, Square") == "PGD, Square: 2.4"
+    assert cell("PGD-50#2, PGD-50#3, PGD-50#4") == "PGD-50#2 and 2 more: 2.4"

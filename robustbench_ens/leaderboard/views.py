@@ -106,12 +106,17 @@ def _notes(failed: list, partial: list, missing: list) -> str:
     return "; ".join(parts)
 
 
+TIES_SHOWN = 2  # a cell names at most this many attacks tied for the strongest; the matrix names them all
+
+
 def _single_cell(w: dict) -> Cell:
-    """The strongest single attack and its robust accuracy, e.g. ``PGD: 12.4``."""
+    """The strongest single attack and its robust accuracy, e.g. ``PGD: 12.4``; of more than ``TIES_SHOWN`` tied
+    attacks, the first and how many more (``PGD-50#0 and 4 more: 0.0``), so that the column stays narrow."""
     if is_missing(w["single_attack_acc"]):
         return Cell(DASH)
-    return Cell(f"{w['strongest_attack']}: {fmt_pct(w['single_attack_acc'], w['single_attack_acc_std'])}",
-                _pct(w["single_attack_acc"]))
+    tied = w["strongest_attack"].split(", ")
+    names = ", ".join(tied) if len(tied) <= TIES_SHOWN else f"{tied[0]} and {len(tied) - 1} more"
+    return Cell(f"{names}: {fmt_pct(w['single_attack_acc'], w['single_attack_acc_std'])}", _pct(w["single_attack_acc"]))
 
 
 def card_heading(kind: str, name: str) -> str:
