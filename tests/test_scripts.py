@@ -117,3 +117,24 @@ def test_self_ensemble_accuracy_needs_a_self_ensemble(tmp_path, slice_path, mode
     with pytest.raises(SystemExit, match="no self-ensemble defense"):
         script.main(["--suite", "smoke", "--data", str(slice_path), "--models", str(models_path),
                      "--cache", str(tmp_path / "cache"), "--device", "cpu", "--out", str(tmp_path / "x")])
+
+
+def test_every_published_per_example_leaderboard_renders_again_from_its_own_files(tmp_path):
+    """The audit scripts/republish.py makes: a leaderboard's data files come back byte-identical from its published
+    cells, setting and per-example outcomes (so its pages can take the current layout without the run folder)."""
+    republish = _load("republish")
+    folders = [f.parent for f in sorted((REPO / "leaderboards").rglob(republish.PER_EXAMPLE))]
+    renderable = [f for f in folders if not republish.json.loads((f / "leaderboard.json").read_text())["certificates"]]
+    assert renderable, "no published per-example leaderboard without certificates"
+    for folder in renderable:
+        out = tmp_path / folder.name
+        assert republish.main([str(folder), "--out", str(out)]) == 0, folder
+        assert republish.digests(out) == republish.digests(folder), folder
+
+
+def test_republish_refuses_what_it_cannot_render(tmp_path):
+    republish = _load("republish")
+    with pytest.raises(republish.RepublishError, match="lacks"):
+        republish.published_inputs(REPO / "leaderboards" / "cifar10")  # first edition: no per-example outcomes
+    with pytest.raises(republish.RepublishError, match="certified"):
+        republish.published_inputs(REPO / "leaderboards" / "cifar10_pools")

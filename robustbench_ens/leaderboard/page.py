@@ -121,6 +121,10 @@ def summary(lb: Leaderboard, setting: dict) -> str:
     meta = [m for m in meta if m]
     if meta:
         parts.append(f"Generated from {', '.join(meta)}.")
+    again = s.get("rendered_again") or {}
+    if again:
+        parts.append(f"This page was rendered again from its published files by commit {again.get('git_commit')} on "
+                     f"{again.get('date')} (scripts/republish.py): the numbers are the run's, the layout is newer.")
     return " ".join(p for p in parts if p)
 
 
