@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from robustbench_ens import environment  # noqa: E402
 from robustbench_ens.leaderboard import PER_EXAMPLE, write_leaderboard  # noqa: E402
+from robustbench_ens.leaderboard.per_example import read_per_example  # noqa: E402
 
 DATA_FILES = ("cells.csv", "matrix.csv", "defenses.csv", "attacks.csv", "success.csv", "paired_tests.csv",
               PER_EXAMPLE, "entries.json")
@@ -50,7 +51,7 @@ def published_inputs(folder: Path) -> tuple[pd.DataFrame, dict, dict]:
     cells["error"] = cells["error"].astype(object).where(cells["error"].notna(), None)
     ids = {(r.defense, r.attack, float(r.eps), int(r.seed)): r.cell_id for r in cells.itertuples()}
     outcomes = {}
-    for (defense, attack, eps, seed), rows in pd.read_csv(folder / PER_EXAMPLE).groupby(
+    for (defense, attack, eps, seed), rows in read_per_example(folder / PER_EXAMPLE).groupby(
             ["defense", "attack", "eps", "seed"], sort=False):
         key = (defense, attack, float(eps), int(seed))
         if key not in ids:
