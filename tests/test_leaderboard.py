@@ -520,16 +520,16 @@ def test_the_front_page_lists_every_published_leaderboard(tmp_path):
     from robustbench_ens.leaderboard.front import write_front_page
 
     published = Path(__file__).resolve().parents[1] / "leaderboards"
-    for folder in ("cifar10", "cifar10/per_example_preview"):
+    for folder in ("cifar10/first_edition", "cifar10/first_edition/per_example_preview"):
         (tmp_path / folder).mkdir(parents=True)
         shutil.copy(published / folder / "leaderboard.json", tmp_path / folder / "leaderboard.json")
     readme, index = write_front_page(tmp_path)
     text = readme.read_text()
-    assert "| cifar10 | 13 defenses; 8 transfer, 3 white-box, 1 adaptive, 1 black-box attacks | 500 |" in text
+    assert "| cifar10/first\\_edition | 13 defenses; 8 transfer, 3 white-box, 1 adaptive, 1 black-box attacks | 500 |" in text
     assert "| per attack (first edition) | RN2B-AT2: 13.8 % (clean 69.0 %) |" in text
-    assert "| cifar10/per\\_example\\_preview | 7 defenses; 7 transfer, 1 white-box attacks | 500 |" in text
-    assert "[cifar10/per\\_example\\_preview/README.md](cifar10/per_example_preview/README.md)" in text
-    assert 'href="cifar10/index.html"' in index.read_text()
+    assert "| cifar10/first\\_edition/per\\_example\\_preview | 7 defenses; 7 transfer, 1 white-box attacks | 500 |" in text
+    assert "[cifar10/first\\_edition/per\\_example\\_preview/README.md](cifar10/first_edition/per_example_preview/README.md)" in text
+    assert 'href="cifar10/first_edition/index.html"' in index.read_text()
 
 
 def test_the_front_page_puts_the_answers_first_with_the_pages_behind_them(tmp_path):
