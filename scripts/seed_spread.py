@@ -115,6 +115,16 @@ def variant(suite, text: str) -> AttackEntry:
     return dataclasses.replace(base, name=name, params={**base.params, **changes})
 
 
+def reference_of(attack: str, reference: str, attacks) -> str | None:
+    """The attack ``attack`` is compared with: ``reference`` crafted on the same pool (``Ens@homo`` for
+    ``CWA@homo``), else ``reference`` itself; None when the spread has neither."""
+    pool = attack.partition("@")[2]
+    for name in (f"{reference}@{pool}" if pool else None, reference):
+        if name in attacks:
+            return name
+    return None
+
+
 def summary(cells: pd.DataFrame, args, suite, device, command: str) -> str:
     """Markdown: per attack and eps, the mean success rate over defenses, across seeds, and vs the reference."""
     per_seed = cells.groupby(["attack", "eps", "seed"])["success_rate"].mean().unstack("seed")  # attack x seeds
@@ -127,13 +137,13 @@ def summary(cells: pd.DataFrame, args, suite, device, command: str) -> str:
              f"Command: `{command}`", ""]
     for eps, table in per_seed.groupby(level="eps"):
         table = table.droplevel("eps")
-        reference = table.loc[args.reference] if args.reference in table.index else None
         lines += [f"## eps = {fmt_eps(eps)}", "", "| attack | " + " | ".join(f"seed {s}" for s in table.columns) +
-                  f" | mean ± sd | vs {args.reference}: mean ± sd (min, max) |",
+                  f" | mean ± sd | vs {args.reference} (on the same pool): mean ± sd (min, max) |",
                   "|---|" + "---:|" * (len(table.columns) + 2)]
         for attack, row in table.iterrows():
-            diff = row - reference if reference is not None else None
-            versus = "—" if diff is None or attack == args.reference else (
+            reference = reference_of(attack, args.reference, table.index)
+            diff = row - table.loc[reference] if reference is not None else None
+            versus = "—" if diff is None or attack == reference else (
                 f"{100 * diff.mean():+.1f} ± {100 * diff.std(ddof=1):.1f} "
                 f"({100 * diff.min():+.1f}, {100 * diff.max():+.1f})")
             lines.append(f"| {attack} | " + " | ".join(f"{100 * v:.1f}" for v in row) +

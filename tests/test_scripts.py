@@ -27,7 +27,17 @@ def test_seed_spread_on_the_smoke_suite(tmp_path, slice_path, models_path):
     assert set(cells["attack"]) == {"Ens", "Ens-probs", "Ens-I"}
     assert cells["success_rate"].between(0, 1).all()
     page = (out / "README.md").read_text()
-    assert "| Ens-I |" in page and "vs Ens: mean ± sd" in page
+    assert "| Ens-I |" in page and "vs Ens (on the same pool): mean ± sd" in page
+
+
+def test_seed_spread_compares_each_attack_with_the_reference_on_its_own_pool():
+    spread = _load("seed_spread")
+    attacks = ["Ens@homo", "Ens@hetero", "CWA@homo", "CWA@hetero", "LGV-RN20", "Ens"]
+    assert spread.reference_of("CWA@hetero", "Ens", attacks) == "Ens@hetero"
+    assert spread.reference_of("CWA@homo", "Ens", attacks) == "Ens@homo"
+    assert spread.reference_of("LGV-RN20", "Ens", attacks) == "Ens"
+    assert spread.reference_of("CWA@homo", "Ens", ["CWA@homo", "Ens"]) == "Ens"
+    assert spread.reference_of("CWA@homo", "Ens", ["CWA@homo"]) is None
 
 
 @pytest.mark.parametrize("text", ["Ens-I", "Ens-I=Nope:decay=0.0", "Ens-I=Ens:decay==", "Ens-probs=Ens:decay=0.0"])
