@@ -32,6 +32,9 @@ other suite by its path. Schema (every table is checked; unknown keys are errors
     arch = "robustbench:Carmon2019Unlabeled" # RobustBench's CIFAR-10 model zoo, or "timm:<name>" (pretrained timm)
     threat_model = "Linf"                    # robustbench only: Linf (default), L2 or corruptions
 
+    [models_from]                            # optional: [models] tables taken verbatim from other suites
+    dverge_protocol = ["dverge_ours"]        # (one recipe, so one cached copy of a trained model)
+
     [models.lgv_resnet20]                    # a derived model: made here from other [models] entries
     method = "lgv"                           # lgv, mba, csgld, dverge, self_ensemble, finetune (zoo.derived)
     from = ["resnet20"]                      # its bases: plain models
@@ -193,19 +196,45 @@ def _read_suite(name_or_path: str, extended_by: tuple[str, ...] = ()) -> tuple[d
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SuiteError(f"{source} is not valid TOML: {error}") from None
+    _take_models(raw, source, path, (*extended_by, name_or_path))
     base = raw.pop("extends", None)
     if base is None:
         return raw, source
     if not isinstance(base, str):
         raise SuiteError(f"{source}: extends must be a suite name or path, got {base!r}")
-    if not Path(base).is_absolute() and path.suffix == ".toml":
-        sibling = path.parent / base
-        base = str(sibling) if sibling.exists() else base
+    base = _beside(base, path)
     if base in (*extended_by, name_or_path):
         raise SuiteError(f"{source}: suites extend each other in a cycle "
                          f"({' -> '.join((*extended_by, name_or_path, base))})")
     base_raw, base_source = _read_suite(base, (*extended_by, name_or_path))
     return _extended(base_raw, raw), f"{source} (extends {base_source})"
+
+
+def _beside(name: str, path: Path) -> str:
+    """A suite named by a relative path in a suite file: the file beside it if there is one, else ``name``."""
+    if not Path(name).is_absolute() and path.suffix == ".toml" and (path.parent / name).exists():
+        return str(path.parent / name)
+    return name
+
+
+def _take_models(raw: dict, source: str, path: Path, chain: tuple[str, ...]) -> None:
+    """[models_from]: adds the named [models] tables of other suites to ``raw``'s, verbatim, so that two suites
+    sharing a trained model share one recipe (and one cached copy) by construction."""
+    wanted = raw.pop("models_from", {})
+    if not isinstance(wanted, dict):
+        raise SuiteError(f"{source}: [models_from] must map suite names to lists of model names")
+    models = raw.setdefault("models", {})
+    for other, names in wanted.items():
+        names = _names(names, f"{source} [models_from]", other)
+        if _beside(other, path) in chain:
+            raise SuiteError(f"{source}: [models_from] takes models from {other!r}, which takes them from this suite")
+        their = _read_suite(_beside(other, path), chain)[0].get("models", {})
+        for name in names:
+            if name not in their:
+                raise SuiteError(f"{source}: [models_from] {other} has no model {name!r}")
+            if name in models:
+                raise SuiteError(f"{source}: model {name!r} is both under [models] and taken from {other!r}")
+            models[name] = their[name]
 
 
 MERGED_TABLES = ("models", "train")  # taken from the base suite key by key; any other key is replaced whole

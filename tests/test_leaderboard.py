@@ -525,10 +525,11 @@ def test_the_front_page_lists_every_published_leaderboard(tmp_path):
         shutil.copy(published / folder / "leaderboard.json", tmp_path / folder / "leaderboard.json")
     readme, index = write_front_page(tmp_path)
     text = readme.read_text()
-    assert "| cifar10/first\\_edition | 13 defenses; 8 transfer, 3 white-box, 1 adaptive, 1 black-box attacks | 500 |" in text
+    first, preview = "cifar10/first\\_edition", "cifar10/first\\_edition/per\\_example\\_preview"
+    assert f"| {first} | 13 defenses; 8 transfer, 3 white-box, 1 adaptive, 1 black-box attacks | 500 |" in text
     assert "| per attack (first edition) | RN2B-AT2: 13.8 % (clean 69.0 %) |" in text
-    assert "| cifar10/first\\_edition/per\\_example\\_preview | 7 defenses; 7 transfer, 1 white-box attacks | 500 |" in text
-    assert "[cifar10/first\\_edition/per\\_example\\_preview/README.md](cifar10/first_edition/per_example_preview/README.md)" in text
+    assert f"| {preview} | 7 defenses; 7 transfer, 1 white-box attacks | 500 |" in text
+    assert f"[{preview}/README.md](cifar10/first_edition/per_example_preview/README.md)" in text
     assert 'href="cifar10/first_edition/index.html"' in index.read_text()
 
 

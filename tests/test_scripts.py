@@ -145,6 +145,7 @@ def test_every_published_per_example_leaderboard_renders_again_from_its_own_file
 def test_republish_refuses_what_it_cannot_render(tmp_path):
     republish = _load("republish")
     with pytest.raises(republish.RepublishError, match="lacks"):
-        republish.published_inputs(REPO / "leaderboards" / "cifar10" / "first_edition")  # first edition: no per-example outcomes
+        # the first edition: no per-example outcomes
+        republish.published_inputs(REPO / "leaderboards" / "cifar10" / "first_edition")
     with pytest.raises(republish.RepublishError, match="certified"):
         republish.published_inputs(REPO / "leaderboards" / "cifar10_pools")

@@ -195,6 +195,21 @@ def test_a_suite_extends_another(tmp_path):
     assert shipped.norm == "L2" and shipped.defenses == load_suite("cifar10").defenses
 
 
+
+def test_a_suite_takes_named_models_from_another(tmp_path):
+    trained = '\n[models.t]\nmethod = "finetune"\nfrom = ["a"]\ntrain = { epochs = 3 }\nsource = "made in o"\n'
+    (tmp_path / "o.toml").write_text(MINIMAL + trained)
+    taker = MINIMAL + '\n[models_from]\n"o.toml" = ["t"]\n'
+    suite = load_suite(str(_write(tmp_path, taker)))
+    assert suite.models["t"] == load_suite(str(tmp_path / "o.toml")).models["t"], "verbatim"
+    for bad, match in ((taker.replace('["t"]', '["z"]'), "has no model 'z'"),
+                       (taker + trained, "both under \\[models\\] and taken from"),
+                       (taker.replace('"o.toml" = ["t"]', '"s.toml" = ["a"]'), "which takes them from this suite"),
+                       ('models_from = ["o.toml"]\n' + MINIMAL, "must map")):
+        with pytest.raises(SuiteError, match=match):
+            load_suite(str(_write(tmp_path, bad)))
+
+
 POOLS = MINIMAL.replace('surrogates = ["a"]', '') + """
 [pools]
 homo = ["a", "h"]
