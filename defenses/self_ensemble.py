@@ -324,11 +324,13 @@ def _describe(manifest: dict) -> str:
         else "from scratch"
     model = settings["model"]
     backbone = f"timm {model['timm_model']}" if model.get("timm_model") else f"ResNet-{model['depth']}"
+    epochs = {phase: f"{settings[phase]['epochs']} epoch{'s' if settings[phase]['epochs'] != 1 else ''}"
+              for phase in ("backbone", "heads")}
     return (f"self-ensemble trained here {start}: {backbone} on the {len(model['stack']['resolutions'])}"
             f"-resolution stack, {len(model['head_blocks']) + 1} predictors, CrossMax k={model['k']}; backbone "
-            f"{settings['backbone']['epochs']} epochs at lr {settings['backbone']['lr']}"
+            f"{epochs['backbone']} at lr {settings['backbone']['lr']}"
             f"{f' (its own classifier: {100 * accuracy:.1f} % clean)' if accuracy is not None else ''}, heads "
-            f"{settings['heads']['epochs']} epochs each")
+            f"{epochs['heads']} each")
 
 
 register_method("self_ensemble", Method(settings=_settings, build=_build, describe=_describe, bases=(0, 1),
