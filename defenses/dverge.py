@@ -275,7 +275,7 @@ def _describe(manifest: dict) -> str:
         epochs += f" of {recipe['epoch_steps']} batches"
     schedule = (f" (x{recipe['gamma']} from epoch {', '.join(str(m + 1) for m in recipe['milestones'])})"
                 if recipe["milestones"] else "")
-    return (f"DVERGE-trained here from {manifest['n_models']} trained members (sha256 "
+    return (f"DVERGE (Yang et al., NeurIPS 2020) trained here from {manifest['n_models']} trained members (sha256 "
             f"{', '.join(h[:12] for h in manifest['base_sha256'])}): {epochs}, lr {recipe['lr']}{schedule}, "
             f"distillation eps {recipe['eps']}, "
             f"{recipe['steps']} steps of {recipe['step_size']}{', +adv' if recipe['adv'] else ''}")

@@ -326,8 +326,9 @@ def _describe(manifest: dict) -> str:
     backbone = f"timm {model['timm_model']}" if model.get("timm_model") else f"ResNet-{model['depth']}"
     epochs = {phase: f"{settings[phase]['epochs']} epoch{'s' if settings[phase]['epochs'] != 1 else ''}"
               for phase in ("backbone", "heads")}
-    return (f"self-ensemble trained here {start}: {backbone} on the {len(model['stack']['resolutions'])}"
-            f"-resolution stack, {len(model['head_blocks']) + 1} predictors, CrossMax k={model['k']}; backbone "
+    return (f"multi-resolution self-ensemble (Fort and Lakshminarayanan 2024) trained here {start}: {backbone} "
+            f"on the {len(model['stack']['resolutions'])}-resolution stack, {len(model['head_blocks']) + 1} "
+            f"predictors, CrossMax k={model['k']}; backbone "
             f"{epochs['backbone']} at lr {settings['backbone']['lr']}"
             f"{f' (its own classifier: {100 * accuracy:.1f} % clean)' if accuracy is not None else ''}, heads "
             f"{epochs['heads']} each")

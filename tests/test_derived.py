@@ -60,8 +60,10 @@ def test_a_derived_model_is_made_once_then_read_from_the_cache(tmp_path, capsys)
     assert "loaded 2 cached scaled_for_test model(s)" in capsys.readouterr().out
     from robustbench_ens.zoo.derived import describe
     minutes = cached["build_time_s"] / 60
-    assert describe(cached) == f"scaled by 3.0 (cache; made in {minutes:.1f} min on cpu)"
-    assert describe({k: v for k, v in cached.items() if k != "build_time_s"}) == "scaled by 3.0 (cache)"
+    data = f"on the training split of the data with sha256 {cached['data_sha256'][:12]}"
+    assert describe(cached) == f"scaled by 3.0 (cache; {data}; made in {minutes:.1f} min on cpu)"
+    assert describe({k: v for k, v in cached.items() if k not in ("build_time_s", "data_sha256")}) == \
+        "scaled by 3.0 (cache)"
 
     _resolve(tmp_path, bases, params={"scale": 4.0})  # other settings: another key, built again
     assert BUILDS == [2, 2] and len(list(tmp_path.glob("scaled-*"))) == 2

@@ -276,7 +276,8 @@ def test_an_lgv_collection_is_collected_once_and_attacked_as_an_ensemble(tmp_pat
     assert sorted(p.name for p in folder.iterdir()) == ["collection.json", "member_000.json",
                                                          "member_000.safetensors", "member_001.json",
                                                          "member_001.safetensors"]
-    assert "LGV collection collected here: 2 members" in (tmp_path / "lb" / "README.md").read_text()
+    page = (tmp_path / "lb" / "README.md").read_text()
+    assert "LGV collection (Gubri et al., ECCV 2022) collected here: 2 members" in page
 
     config.fresh = True  # the collection is reused from the cache, not collected again
     run_suite(config)
@@ -359,8 +360,9 @@ def test_defenses_trained_by_the_suite_are_made_once_then_read_from_the_cache(tm
     assert transfer["adv_key"].nunique() == 1, "a transfer set serves every defense"
     page = (tmp_path / "lb" / "README.md").read_text()
     assert "white-box: each defense's mean of logits (adaptive)" in page
-    for words in ("DVERGE-trained here from 2 trained members", "fine-tuned here: 2 trained model(s)",
-                  "self-ensemble trained here from a trained model"):
+    for words in ("DVERGE (Yang et al., NeurIPS 2020) trained here from 2 trained members",
+                  "fine-tuned here: 2 trained model(s)", "on the training split of the data with sha256",
+                  "self-ensemble (Fort and Lakshminarayanan 2024) trained here from a trained model"):
         assert words in page
 
     config.fresh = True

@@ -113,7 +113,8 @@ def test_self_ensemble_accuracy_on_a_tiny_self_ensemble(tmp_path, slice_path, mo
     assert sorted(table["draw"].unique()) == [0, 1] and table["accuracy"].between(0, 1).all()
     assert (table["accuracy"] * 8).round(6).mod(1).eq(0).all(), "a share of 8 points"
     page = (out / "README.md").read_text()
-    assert "self-ensemble trained here from scratch" in page and "2 seeded draws" in page
+    assert "self-ensemble (Fort and Lakshminarayanan 2024) trained here from scratch" in page
+    assert "2 seeded draws" in page
     assert "| CrossMax (the defense) |" in page
 
     again = tmp_path / "again"

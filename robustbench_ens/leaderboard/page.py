@@ -241,9 +241,10 @@ def build_page(lb: Leaderboard, setting: dict, paired: pd.DataFrame | None = Non
     if comparison is not None:
         blocks += [Heading("Transfer attacks compared"), Para(
             f"Pairs of transfer attacks at {h} crafted on the same surrogate pool (those with surrogates of their "
-            f"own, such as LGV's, with each other), and each attack against itself crafted on another pool, on the same test points of the same defenses (seed "
-            f"{fmt_value(lb.seeds[0])}); every other pair is in paired_tests.csv. 'A − B' is the difference in mean success over the defenses, in points, with "
-            "a 95 % paired bootstrap interval over test points (not adjusted for the number of pairs); its p-value is "
+            "own, such as LGV's, with each other), and each attack against itself crafted on another pool, on the "
+            f"same test points of the same defenses (seed {fmt_value(lb.seeds[0])}); every other pair is in "
+            "paired_tests.csv. 'A − B' is the difference in mean success over the defenses, in points, with a 95 % "
+            "paired bootstrap interval over test points (not adjusted for the number of pairs); its p-value is "
             "Holm-adjusted over the pairs, and the verdict follows it. The last "
             "column sums up the per-defense exact McNemar tests on the points that one attack breaks and the other "
             "does not (Holm-adjusted over every pair and defense at this eps). A verdict names the stronger attack "

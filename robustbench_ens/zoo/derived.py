@@ -155,9 +155,11 @@ def resolve_derived(name: str, method_name: str, bases: list[nn.Module], base_sh
 
 
 def describe(provenance: dict) -> str:
-    """The page's line on how derived models were made (their method's words), where they came from (trained in
-    this run or read from the cache) and how long making them took, on which device."""
+    """The page's line on how derived models were made (their method's words), on which data, where they came from
+    (trained in this run or read from the cache) and how long making them took, on which device."""
     built = provenance.get("build_time_s")
     cost = f"; made in {built / 60:.1f} min on {provenance.get('device', '?')}" if isinstance(built, (int, float)) \
         else ""
-    return f"{get_method(provenance['method']).describe(provenance)} ({provenance.get('origin')}{cost})"
+    data = f"; on the training split of the data with sha256 {provenance['data_sha256'][:12]}" \
+        if provenance.get("data_sha256") else ""
+    return f"{get_method(provenance['method']).describe(provenance)} ({provenance.get('origin')}{data}{cost})"

@@ -75,8 +75,9 @@ def _build(bases: list[Normalized], data, settings: dict, *, seed: int, device, 
 
 def _describe(manifest: dict) -> str:
     settings = manifest["settings"]
-    return (f"LGV collection collected here: {manifest['n_models']} members, {settings['samples_per_epoch']} per "
-            f"epoch along SGD from the base model (sha256 {manifest['base_sha256'][0][:12]}), "
+    return (f"LGV collection (Gubri et al., ECCV 2022) collected here: {manifest['n_models']} members, "
+            f"{settings['samples_per_epoch']} per epoch along SGD from the base model (sha256 "
+            f"{manifest['base_sha256'][0][:12]}), "
             f"recipe {json.dumps(settings['recipe'], sort_keys=True)}")
 
 

@@ -165,8 +165,9 @@ def _build(bases: list[Normalized], data, settings: dict, *, seed: int, device, 
 
 def _describe(manifest: dict) -> str:
     settings = manifest["settings"]
-    return (f"MBA samples drawn here: {manifest['n_models']} models from the SWAG-diagonal Gaussian (scale "
-            f"{settings['scale']}) of the base model (sha256 {manifest['base_sha256'][0][:12]}) fine-tuned with the "
+    return (f"MBA samples (Li et al., ICLR 2023) drawn here: {manifest['n_models']} models from the SWAG-diagonal "
+            f"Gaussian (scale {settings['scale']}) of the base model (sha256 {manifest['base_sha256'][0][:12]}) "
+            "fine-tuned with the "
             f"flatness term (radius {settings['radius']}, weight {settings['flatness']}), recipe "
             f"{json.dumps(settings['recipe'], sort_keys=True)}")
 
