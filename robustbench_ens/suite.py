@@ -225,10 +225,10 @@ def _take_models(raw: dict, source: str, path: Path, chain: tuple[str, ...]) -> 
         raise SuiteError(f"{source}: [models_from] must map suite names to lists of model names")
     models = raw.setdefault("models", {})
     for other, names in wanted.items():
-        names = _names(names, f"{source} [models_from]", other)
-        if _beside(other, path) in chain:
+        names, located = _names(names, f"{source} [models_from]", other), _beside(other, path)
+        if located in chain:
             raise SuiteError(f"{source}: [models_from] takes models from {other!r}, which takes them from this suite")
-        their = _read_suite(_beside(other, path), chain)[0].get("models", {})
+        their = _read_suite(located, chain)[0].get("models", {})
         for name in names:
             if name not in their:
                 raise SuiteError(f"{source}: [models_from] {other} has no model {name!r}")

@@ -195,7 +195,6 @@ def test_a_suite_extends_another(tmp_path):
     assert shipped.norm == "L2" and shipped.defenses == load_suite("cifar10").defenses
 
 
-
 def test_a_suite_takes_named_models_from_another(tmp_path):
     trained = '\n[models.t]\nmethod = "finetune"\nfrom = ["a"]\ntrain = { epochs = 3 }\nsource = "made in o"\n'
     (tmp_path / "o.toml").write_text(MINIMAL + trained)
