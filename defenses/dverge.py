@@ -30,6 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from attacks.base import l1_normalised
+from robustbench_ens.text import plural
 from robustbench_ens.zoo.derived import Method, register_method
 from robustbench_ens.zoo.normalize import Normalized
 from robustbench_ens.zoo.resnet_cifar import CifarResNet
@@ -270,7 +271,7 @@ def _build(bases: list[Normalized], data, settings: dict, *, seed: int, device, 
 
 def _describe(manifest: dict) -> str:
     recipe = manifest["settings"]["recipe"]
-    epochs = f"{recipe['epochs']} epoch{'s' * (recipe['epochs'] != 1)}"
+    epochs = plural(recipe["epochs"], "epoch")
     if recipe.get("epoch_steps"):
         epochs += f" of {recipe['epoch_steps']} batches"
     schedule = (f" (x{recipe['gamma']} from epoch {', '.join(str(m + 1) for m in recipe['milestones'])})"

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robustbench_ens import atomic
+from robustbench_ens.text import plural
 from robustbench_ens.zoo.checkpoints import CheckpointError, read_weights, write_weights
 from robustbench_ens.zoo.derived import Method, register_method
 from robustbench_ens.zoo.normalize import CIFAR10_MEAN, CIFAR10_STD, Normalized
@@ -324,8 +325,7 @@ def _describe(manifest: dict) -> str:
         else "from scratch"
     model = settings["model"]
     backbone = f"timm {model['timm_model']}" if model.get("timm_model") else f"ResNet-{model['depth']}"
-    epochs = {phase: f"{settings[phase]['epochs']} epoch{'s' if settings[phase]['epochs'] != 1 else ''}"
-              for phase in ("backbone", "heads")}
+    epochs = {phase: plural(settings[phase]["epochs"], "epoch") for phase in ("backbone", "heads")}
     return (f"multi-resolution self-ensemble (Fort and Lakshminarayanan 2024) trained here {start}: {backbone} "
             f"on the {len(model['stack']['resolutions'])}-resolution stack, {len(model['head_blocks']) + 1} "
             f"predictors, CrossMax k={model['k']}; backbone "

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from . import environment  # after parsing, not at the top: --help and usage errors answer without loading torch
-    from .leaderboard.format import plural
+    from .text import plural
     from .runner import DEFAULT_CACHE, Acceleration, RunConfig, run_suite
 
     ray_flags = {"address": args.ray_address, "max_retries": args.ray_max_retries,

@@ -27,6 +27,7 @@ from .data import load_cifar10
 from .leaderboard.format import fmt_eps
 from .metrics import accuracy_metrics, per_example, predict
 from .suite import CLEAN, SUPPLIED, AttackEntry, Suite, SuiteError, at_eps
+from .text import plural
 from .whitebox import attacked_model, is_randomised, whitebox_params
 from .zoo import CheckpointError, ModelSpec, TrainRecipe, pretrained_file, resolve_derived, resolve_model
 from .zoo.derived import checked_settings
@@ -143,7 +144,7 @@ class Workspace:
                 f"{cell.defense} ({entry.on}{', randomised: EOT' if randomised else ''})"
         else:
             models = expand_models(self.models, entry.surrogates)
-            params, where = entry.params, f"{len(models)} surrogate{'s' * (len(models) != 1)}"
+            params, where = entry.params, plural(len(models), "surrogate")
         attack = create_attack(entry.attack, self.acceleration.models(models), eps=cell.eps, norm=self.suite.norm,
                                seed=self.suite.seed + entry.restart, **at_eps(params, cell.eps))
         start, robust = self._cascade_start(cell) if cell.cascaded else (None, None)

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .format import fmt_eps, plural
+from ..text import plural
+from .format import fmt_eps
 
 if TYPE_CHECKING:
     from .tables import Leaderboard

@@ -117,8 +117,3 @@ def fmt_frac_or_pct(x: Any) -> str:
         return DASH if x is None or isinstance(x, float) else str(x)
     v = float(x)
     return fmt_pct(v) if 0.0 <= v <= 1.0 else f"{v:g}"
-
-
-def plural(count: int, noun: str) -> str:
-    """``count`` and ``noun``, with an s unless there is exactly one: "1 cell", "3 cells"."""
-    return f"{count} {noun}{'s' if count != 1 else ''}"

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import views
-from .format import canonical_eps, fmt_eps, fmt_value, is_missing, plural
+from ..text import plural
+from .format import canonical_eps, fmt_eps, fmt_value, is_missing
 from .per_example import FILENAME as PER_EXAMPLE
 from .tables import Leaderboard
 from .worst_case import THREAT_TITLES

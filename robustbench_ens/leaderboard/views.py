@@ -16,8 +16,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from .format import (DASH, FAILED, fmt_eps, fmt_frac_or_pct, fmt_params, fmt_pct,
-                     fmt_seconds, fmt_value, is_missing, plural)
+from ..text import plural
+from .format import DASH, FAILED, fmt_eps, fmt_frac_or_pct, fmt_params, fmt_pct, fmt_seconds, fmt_value, is_missing
 from .comparisons import POOLED, is_pooled
 from .tables import CLEAN, MISSING, Leaderboard, Stat
 
