@@ -99,6 +99,21 @@ def test_autoattack_wrapper_runs_the_library_and_keeps_the_global_rng():
         AutoAttack([model, model])
 
 
+def test_autoattack_takes_no_weight_gradient_and_leaves_the_parameters_as_found():
+    """The library's FAB calls .backward(): the parameters are frozen for the call (no wasted weight gradient, no
+    .grad written) and each one's requires_grad comes back as it was."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))  # FAB's 100 steps: fast on a linear model
+    images, _ = _batch(2)
+    labels = model(images).argmax(1)
+    parameters = list(model.parameters())
+    parameters[0].requires_grad_(False)
+    for p in parameters[1:]:
+        p.grad = torch.full_like(p, 7.0)
+    AutoAttack(model, eps=8 / 255, version="custom", attacks=["fab"])(images, labels)
+    assert parameters[0].grad is None and not parameters[0].requires_grad
+    assert all(p.requires_grad and torch.equal(p.grad, torch.full_like(p, 7.0)) for p in parameters[1:])
+
+
 def test_square_needs_no_gradient_and_breaks_a_masked_model():
     from attacks import Square
 
