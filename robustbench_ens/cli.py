@@ -8,6 +8,7 @@ Exit codes: 0 all of the grid's cells finished; 1 some of the grid's cells are r
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import shlex
 import sys
@@ -117,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     sys.stdout.reconfigure(line_buffering=True)
+    # a crash in native code (a segfault in a torch kernel) kills the process before Python can report it: this
+    # writes the Python stack of every thread to stderr first, so a long run's log says where it died
+    faulthandler.enable()
     parser = build_parser()
     args = parser.parse_args(argv)
     from . import environment  # after parsing, not at the top: --help and usage errors answer without loading torch

@@ -33,6 +33,18 @@ def test_missing_data_file_subprocess(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error:") and "--data" in lines[0]
 
 
+def test_a_crash_in_native_code_leaves_the_python_stack_in_the_log(tmp_path):
+    """A segfault in a kernel kills the run with no traceback of its own: the log must still say where it died."""
+    crash = ("import ctypes, sys; from robustbench_ens import cli, environment; "
+             "environment.configure_threads = lambda threads: ctypes.string_at(0); "
+             "sys.exit(cli.main(['--suite', 'smoke', '--out', sys.argv[1]]))")
+    done = subprocess.run([sys.executable, "-c", crash, str(tmp_path / "run")], capture_output=True, text=True,
+                          cwd=REPO)
+    assert done.returncode != 0
+    assert "Fatal Python error: Segmentation fault" in done.stderr
+    assert "cli.py" in done.stderr and "in main" in done.stderr
+
+
 def test_no_data_and_no_network(tmp_path, monkeypatch, capsys):
     import torchvision.datasets
 
