@@ -321,10 +321,10 @@ def _frozen_parameters(models: list[nn.Module]):
     """No parameter requires a gradient inside; each one's flag restored on exit.
 
     The package's own attacks differentiate with respect to the input only, but a wrapped library (AutoAttack)
-    calls ``loss.backward()``: with trainable parameters that also computes (and leaves in ``.grad``) every weight
-    gradient, about a third of a backward pass for nothing. On the CPU with channels_last models, oneDNN's 1x1
-    convolution backward-weights kernel also crashed the process there (a segfault in
-    ``jit_avx512_common_1x1_convolution_bwd_weights``, torch 2.14.1).
+    (its FAB) calls ``.backward()``: with trainable parameters that also computes (and leaves in ``.grad``) every
+    weight gradient, for a convolution as many FLOPs as the input gradient, for nothing. On the CPU with
+    channels_last models, oneDNN's 1x1 convolution backward-weights kernel also crashed the cifar10 run there (a
+    segfault in ``jit_avx512_common_1x1_convolution_bwd_weights``, torch 2.14.1).
     """
     saved = [(parameter, parameter.requires_grad) for model in models for parameter in model.parameters()]
     try:
