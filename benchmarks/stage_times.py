@@ -45,6 +45,22 @@ def stage_times(cells: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True).astype({"sets": "Int64"})
 
 
+def in_grid(cells: pd.DataFrame, suite) -> pd.Series:
+    """Which cells the suite's grid has now: the clean row and each attack's eps and defenses, at the suite's n
+    (a store may also hold cells of an earlier version of the suite, e.g. an attack since limited to fewer
+    defenses)."""
+    attacks = {a.name: a for a in suite.attacks}
+    defenses = {d.name for d in suite.defenses}
+
+    def planned(cell) -> bool:
+        attack = attacks.get(cell.attack)
+        if cell.defense not in defenses or cell.n != suite.n_examples:
+            return False
+        return cell.attack == CLEAN or (attack is not None and attack.runs_on(cell.defense)
+                                        and any(abs(cell.eps - e) < 1e-9 for e in attack.eps_values(suite.eps)))
+    return cells.apply(planned, axis=1).astype(bool)
+
+
 def _attacked(group: pd.DataFrame) -> str | None:
     if "attacked" not in group or group["attacked"].isna().all():
         return None
@@ -65,9 +81,15 @@ def main(argv=None) -> None:
     cells = cells[cells["suite"] == suite.name]
     if cells.empty:
         parser.error(f"{store_path} holds no cells of the suite {suite.name!r}")
-    table = stage_times(cells, {a.name: attack_kind(a) for a in suite.attacks})
+    planned = in_grid(cells, suite)
+    table = stage_times(cells[planned], {a.name: attack_kind(a) for a in suite.attacks})
     table["minutes"] = (table["seconds"] / 60).round(1)
-    print(f"{suite.name}: {len(cells)} cells recorded in {args.out}")
+    outside = cells[~planned]
+    print(f"{suite.name}: {int(planned.sum())} cells of the suite's grid recorded in {args.out}"
+          + (f" (and {len(outside)} outside it, not counted: "
+             f"{', '.join(sorted(outside['attack'].unique()))}; "
+             f"{(outside['craft_time_s'].fillna(0).sum() + outside['eval_time_s'].fillna(0).sum()) / 60:.1f} min)"
+             if len(outside) else ""))
     shown = table.drop(columns="seconds").astype(object)
     print(shown.where(shown.notna(), "").to_string(index=False))
 
