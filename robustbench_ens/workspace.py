@@ -28,7 +28,7 @@ from .leaderboard.format import fmt_eps
 from .metrics import accuracy_metrics, per_example, predict
 from .suite import CLEAN, SUPPLIED, AttackEntry, Suite, SuiteError, at_eps
 from .text import plural
-from .whitebox import attacked_model, is_randomised, whitebox_params
+from .whitebox import attacked_model, eot_samples, is_randomised, whitebox_params
 from .zoo import CheckpointError, ModelSpec, TrainRecipe, pretrained_file, resolve_derived, resolve_model
 from .zoo.derived import checked_settings
 from .zoo.external import state_sha256
@@ -140,8 +140,9 @@ class Workspace:
         if entry.whitebox:
             randomised = self.randomised(cell.defense)
             models = [attacked_model(entry, self.defenses[cell.defense])]
-            params, where = whitebox_params(entry, randomised), \
-                f"{cell.defense} ({entry.on}{', randomised: EOT' if randomised else ''})"
+            eot = eot_samples(entry) if randomised else None  # Square, say, queries one draw per step: no EOT
+            params, where = whitebox_params(entry, randomised), f"{cell.defense} ({entry.on}" + \
+                (f", randomised: {'EOT over ' + str(eot) + ' draws' if eot else 'no EOT'}" if randomised else "") + ")"
         else:
             models = expand_models(self.models, entry.surrogates)
             params, where = entry.params, plural(len(models), "surrogate")

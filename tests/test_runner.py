@@ -347,9 +347,9 @@ def test_defenses_trained_by_the_suite_are_made_once_then_read_from_the_cache(tm
         assert (folder / "collection.json").is_file() and not (folder / "work").exists()
     out = capsys.readouterr().out
     # white-box sets: one per defense; EOT only against the randomised self-ensemble
-    assert "crafted PGD eps=8/255 on CrossMax (defense, randomised: EOT)" in out
+    assert "crafted PGD eps=8/255 on CrossMax (defense, randomised: EOT over 3 draws)" in out
     assert "crafted PGD eps=8/255 on DVERGE (defense):" in out
-    assert "crafted PGD-adaptive eps=8/255 on CrossMax (adaptive, randomised: EOT)" in out
+    assert "crafted PGD-adaptive eps=8/255 on CrossMax (adaptive, randomised: EOT over " in out
     whitebox = result.cells[result.cells["attack"].str.startswith("PGD")]
     assert len(whitebox) == 4 + 2 and whitebox["adv_key"].nunique() == 6  # PGD-adaptive: its 2 defenses only
     assert set(whitebox.loc[whitebox["attack"] == "PGD-adaptive", "defense"]) == {"DVERGE", "CrossMax"}
