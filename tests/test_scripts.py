@@ -3,6 +3,7 @@ import importlib.util
 from pathlib import Path
 
 import pandas as pd
+import torch
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,11 +117,18 @@ def test_self_ensemble_accuracy_on_a_tiny_self_ensemble(tmp_path, slice_path, mo
     assert "self-ensemble (Fort and Lakshminarayanan 2024) trained here from scratch" in page
     assert "2 seeded draws" in page
     assert "| CrossMax (the defense) |" in page
+    assert "| draws k | correct in all k (%) |" in page and "\n| 1 | " in page and "\n| 2 | " in page
 
     again = tmp_path / "again"
     script.main(["--suite", str(suite), "--data", str(slice_path), "--models", str(models_path), "--cache",
                  str(tmp_path / "cache"), "--device", "cpu", "--draws", "2", "--n-examples", "8", "--out", str(again)])
     assert pd.read_csv(again / "accuracy.csv").equals(table), "seeded draws, cached model: the same figures"
+
+
+def test_the_share_correct_in_every_draw_falls_with_the_draws():
+    script = _load("self_ensemble_accuracy")
+    correct = torch.tensor([[1, 1, 0, 1], [1, 0, 0, 1], [1, 1, 1, 0]], dtype=torch.bool)  # 3 draws, 4 points
+    assert script.every_draw(correct) == {1: 0.75, 2: 0.5, 3: 0.25}
 
 
 def test_self_ensemble_accuracy_needs_a_self_ensemble(tmp_path, slice_path, models_path):

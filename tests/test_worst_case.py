@@ -220,3 +220,22 @@ def test_a_black_box_attack_has_its_own_ranking_and_joins_the_overall_one():
     assert not blackbox["e"]["evaluated"], "Square ran on d only"
     overall = {r["defense"]: r for r in lb.defense_ranking}["d"]["by_eps"]["8/255"]
     assert overall["robust_acc"] == pytest.approx(0.0), "the union with Square leaves no point of d"
+
+
+def test_a_randomised_defense_is_ranked_by_its_strongest_single_attack_not_a_union_over_draws(tmp_path):
+    """Each cell evaluates a random defense on a fresh draw: a union over cells would count its own noise."""
+    rows = {("clean", 0.0, "r"): ("1111111110", "1111111110"),
+            ("Ens", E8, "r"): ("1111111110", "0011111110"),   # 7 of 10 robust in this draw
+            ("CWA", E8, "r"): ("1111111100", "1111001100"),   # 6 of 10: other points, and another clean draw
+            ("PGD", E8, "r"): None}
+    setting = {**SETTING, "defenses": [{"name": "r", "randomised": True}],
+               "attacks": [{"name": n, "kind": "transfer"} for n in ("Ens", "CWA")]}
+    cells, outcomes = _table({k: v for k, v in rows.items() if v is not None})
+    lb = build(cells, setting, outcomes)
+    at8 = lb.defense_ranking[0]["by_eps"]["8/255"]
+    assert at8["per_attack"] and at8["robust_acc"] == pytest.approx(0.6), "CWA's 6 of 10, not the union's 3"
+    assert at8["complete"]
+    write_leaderboard(cells, setting, tmp_path, outcomes)
+    page = (tmp_path / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in page.splitlines() if line.startswith("| 1 | [r](#defense-r) |"))
+    assert "| 60.0 |" in row and "randomised: worst case = its strongest single attack" in row

@@ -180,6 +180,7 @@ class Leaderboard:
     planned: dict[str, frozenset] = field(default_factory=dict)  # attack -> the defenses it runs on, if not all
     kinds: dict[str, str] = field(default_factory=dict)  # attack -> transfer, white-box, adaptive or black-box
     groups: dict[str, str] = field(default_factory=dict)  # defense -> the group the suite puts it in, if any
+    randomised: frozenset = frozenset()  # the defenses whose forward pass is random (each evaluation a fresh draw)
     certificates: dict[tuple, np.ndarray] = field(default_factory=dict)  # (defense, eps) -> its certified points
     certificate_checks: dict[str, dict[float, list[str] | None]] = field(default_factory=dict)  # see checks.py
 
@@ -416,6 +417,8 @@ def build(cells: pd.DataFrame, setting: dict, outcomes: dict | None = None,
         clean_cell=clean_cell, clean_acc=clean_acc,
         n_points=sorted({int(n) for n in df["n"].dropna()}), seeds=seeds, planned=_planned(setting),
         groups=_groups(setting), kinds=_kinds(setting), runs=_runs(df, outcomes or {}),
+        randomised=frozenset(str(d["name"]) for d in setting.get("defenses") or []
+                             if isinstance(d, dict) and "name" in d and d.get("randomised")),
         certificates={(str(d), canonical_eps(float(e))): np.asarray(points, dtype=bool)
                       for (d, e), points in (certificates or {}).items()})
     lb.rankings = {threat: defense_ranking(lb, defenses, threat) for threat, kinds in THREAT_MODELS.items()

@@ -106,6 +106,8 @@ def _notes(failed: list, partial: list, missing: list) -> str:
     return "; ".join(parts)
 
 
+RANDOMISED_NOTE = ("randomised: worst case = its strongest single attack (each cell is a fresh draw; a union over "
+                   "cells would also count the points its own randomness gets wrong)")
 TIES_SHOWN = 2  # a cell names at most this many attacks tied for the strongest; the matrix names them all
 
 
@@ -143,6 +145,8 @@ def defense_table(lb: Leaderboard, threat: str = "overall", cards: frozenset[str
                _worst_cell(head), _single_cell(head) if head["evaluated"] else Cell(NOT_EVALUATED)]
         row += [_worst_cell(by_eps[fmt_eps(e)]) for e in lb.other_eps]
         notes = _notes_cell({fmt_eps(e): by_eps[fmt_eps(e)] for e in lb.eps_list}, "attacks")
+        if head.get("per_attack"):
+            notes = Cell("; ".join(filter(None, [RANDOMISED_NOTE, notes.text])))
         overall = threat == "overall"
         rows.append(row + [_with_warnings(notes, lb.masking.get(r["defense"], []) if overall else [],
                                           _broken_certificates(lb, r["defense"]) if overall else [])])
