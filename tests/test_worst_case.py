@@ -238,4 +238,5 @@ def test_a_randomised_defense_is_ranked_by_its_strongest_single_attack_not_a_uni
     write_leaderboard(cells, setting, tmp_path, outcomes)
     page = (tmp_path / "README.md").read_text(encoding="utf-8")
     row = next(line for line in page.splitlines() if line.startswith("| 1 | [r](#defense-r) |"))
-    assert "| 60.0 |" in row and "randomised: worst case = its strongest single attack" in row
+    assert "| 60.0 |" in row and "randomised: strongest single attack" in row
+    assert "r: the forward pass is random and each cell evaluates it on a fresh draw" in page

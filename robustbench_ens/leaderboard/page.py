@@ -160,6 +160,10 @@ def caveat(lb: Leaderboard, setting: dict) -> str:
     if "black-box" in kinds:
         parts.append("Black-box attacks query each defense's outputs and never read a gradient, so masked "
                      "gradients do not stop them.")
+    if lb.randomised:
+        parts.append(f"{', '.join(sorted(lb.randomised))}: the forward pass is random and each cell evaluates it on a "
+                     "fresh draw, so a per-example union over cells would also count the points its own randomness "
+                     "gets wrong with no attack; its worst case is its strongest single attack instead.")
     crossmax = [d["name"] for d in setting.get("defenses", [])
                 if d.get("kind") == "self_ensemble" or (d.get("params") or {}).get("aggregation") == "crossmax"]
     if crossmax:

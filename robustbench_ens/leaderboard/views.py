@@ -106,8 +106,7 @@ def _notes(failed: list, partial: list, missing: list) -> str:
     return "; ".join(parts)
 
 
-RANDOMISED_NOTE = ("randomised: worst case = its strongest single attack (each cell is a fresh draw; a union over "
-                   "cells would also count the points its own randomness gets wrong)")
+RANDOMISED_NOTE = "randomised: strongest single attack, not a union over fresh draws"  # why: the caveat
 TIES_SHOWN = 2  # a cell names at most this many attacks tied for the strongest; the matrix names them all
 
 
