@@ -120,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.reconfigure(line_buffering=True)
     # a crash in native code (a segfault in a torch kernel) kills the process before Python can report it: this
     # writes the Python stack of every thread to stderr first, so a long run's log says where it died
-    faulthandler.enable()
+    try:
+        faulthandler.enable()
+    except (AttributeError, ValueError):  # stderr is not a file (captured, as under pytest): nothing to write to
+        pass
     parser = build_parser()
     args = parser.parse_args(argv)
     from . import environment  # after parsing, not at the top: --help and usage errors answer without loading torch
