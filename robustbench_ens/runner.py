@@ -15,7 +15,7 @@ import hashlib
 import inspect
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from attacks import create_attack, get_attack
 from attacks.transforms import resolve_transforms
-from defenses import get_defense
+from defenses import adaptive_view, get_defense
 
 from . import atomic, environment
 from .certify import UnsupportedModelError, certified
@@ -95,6 +95,7 @@ def run_suite(config: RunConfig) -> RunResult:
     _check_outputs(suite, models, defenses, images[:2].to(device))
     _certificates(suite, defenses, images[:2], labels[:2], device)  # a defense IBP cannot bound stops here
     _check_attacks(suite, models, defenses)
+    suite = adaptive_on_aggregates(suite, defenses)
     identity = {name: _model_identity(name, provenance[name]) for name in models}
     cells = _grid(suite, data.sha256, identity, bf16=config.acceleration.bf16)
     if config.fresh:  # only once every check has passed, and only this grid's cells and sets
@@ -181,6 +182,19 @@ def _remove(path: Path) -> bool:
 
 
 @torch.no_grad()
+def adaptive_on_aggregates(suite: Suite, defenses: dict) -> Suite:
+    """The suite with each adaptive attack that names no defenses limited to those with predictors to average (whose
+    adaptive view is not the defense itself): on a single model the adaptive view is the model, and the attack would
+    be its white-box twin again. An attack left with none is said so."""
+    aggregates = tuple(name for name, defense in defenses.items() if adaptive_view(defense) is not defense)
+    attacks = tuple(replace(a, defenses=aggregates) if a.on == "adaptive" and a.defenses is None else a
+                    for a in suite.attacks)
+    for entry in (a for a, before in zip(attacks, suite.attacks) if a is not before and not a.defenses):
+        print(f"note: the adaptive attack {entry.name} runs on no defense: none of the suite's has predictors to "
+              "average (an ensemble or a self-ensemble)", file=sys.stderr)
+    return replace(suite, attacks=attacks)
+
+
 def _check_outputs(suite: Suite, models: dict, defenses: dict, images: torch.Tensor) -> None:
     """Every surrogate and defense gives finite scores over the data's classes, before any work."""
     surrogates = dict.fromkeys(m for a in suite.attacks for m in a.surrogates)

@@ -451,3 +451,29 @@ def test_a_model_with_wrong_or_non_finite_outputs_stops_the_run(tmp_path, slice_
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"error: {expected}")
     assert not (tmp_path / "leaderboards").exists()
+
+
+def test_an_adaptive_attack_naming_no_defenses_runs_on_those_with_predictors(tmp_path, capsys):
+    """On a single model the adaptive view is the model: the attack would be its white-box twin again."""
+    from dataclasses import replace
+
+    from conftest import TinyNet
+    from defenses import Ensemble, build_defense
+    from robustbench_ens.runner import adaptive_on_aggregates
+    from robustbench_ens.suite import AttackEntry
+
+    defenses = {"single": TinyNet(0), "ensemble": Ensemble([TinyNet(1), TinyNet(2)]),
+                "supplied": build_defense("supplied", [TinyNet(3)]),
+                "supplied-with-members": build_defense("supplied", [TinyNet(4), TinyNet(5), TinyNet(6)])}
+    def entry(name, on, defenses=None):
+        return AttackEntry(name=name, attack="pgd", params={}, surrogates=(), on=on, defenses=defenses)
+
+    suite = replace(load_suite("smoke"), attacks=(entry("PGD-adaptive", "adaptive"),
+                                                  entry("PGD-adaptive-named", "adaptive", ("single",)),
+                                                  entry("PGD", "defense")))
+    resolved = {a.name: a.defenses for a in adaptive_on_aggregates(suite, defenses).attacks}
+    assert resolved == {"PGD-adaptive": ("ensemble", "supplied-with-members"), "PGD-adaptive-named": ("single",),
+                        "PGD": None}, "a list the suite gives is kept; a white-box attack is left alone"
+    assert "runs on no defense" not in capsys.readouterr().err
+    adaptive_on_aggregates(suite, {"single": defenses["single"]})
+    assert "note: the adaptive attack PGD-adaptive runs on no defense" in capsys.readouterr().err
