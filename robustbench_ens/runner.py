@@ -181,7 +181,6 @@ def _remove(path: Path) -> bool:
         return False
 
 
-@torch.no_grad()
 def adaptive_on_aggregates(suite: Suite, defenses: dict) -> Suite:
     """The suite with each adaptive attack that names no defenses limited to those with predictors to average (whose
     adaptive view is not the defense itself): on a single model the adaptive view is the model, and the attack would
@@ -195,6 +194,7 @@ def adaptive_on_aggregates(suite: Suite, defenses: dict) -> Suite:
     return replace(suite, attacks=attacks)
 
 
+@torch.no_grad()
 def _check_outputs(suite: Suite, models: dict, defenses: dict, images: torch.Tensor) -> None:
     """Every surrogate and defense gives finite scores over the data's classes, before any work."""
     surrogates = dict.fromkeys(m for a in suite.attacks for m in a.surrogates)

@@ -141,8 +141,8 @@ class Workspace:
             randomised = self.randomised(cell.defense)
             models = [attacked_model(entry, self.defenses[cell.defense])]
             eot = eot_samples(entry) if randomised else None  # Square, say, queries one draw per step: no EOT
-            params, where = whitebox_params(entry, randomised), f"{cell.defense} ({entry.on}" + \
-                (f", randomised: {'EOT over ' + str(eot) + ' draws' if eot else 'no EOT'}" if randomised else "") + ")"
+            draws = "" if not randomised else f", randomised: EOT over {eot} draws" if eot else ", randomised: no EOT"
+            params, where = whitebox_params(entry, randomised), f"{cell.defense} ({entry.on}{draws})"
         else:
             models = expand_models(self.models, entry.surrogates)
             params, where = entry.params, plural(len(models), "surrogate")
