@@ -35,3 +35,12 @@ def test_only_the_grids_cells_are_counted_and_a_transfer_set_once():
     assert table.loc["crafting: transfer", "sets"] == 1 and table.loc["crafting: transfer", "seconds"] == 10.0
     assert table.loc["crafting: transfer", "cells"] == 2
     assert table.loc["total", "seconds"] == 10.0 + 4 * 1.0
+
+
+def test_the_defenses_the_run_decided_replace_an_attacks_open_list():
+    """An adaptive attack names no defenses: the run picks those with predictors, and its setting records them."""
+    suite = load_suite("smoke")
+    cells = pd.DataFrame([_cell("Ens", 4 / 255, "baseline-ens"), _cell("Ens", 4 / 255, "resnet2b-at")])
+    assert stage_times.in_grid(cells, suite).tolist() == [True, True]
+    assert stage_times.in_grid(cells, suite, {"Ens": frozenset({"baseline-ens"})}).tolist() == [True, False]
+

@@ -374,7 +374,7 @@ def _groups(setting: dict) -> dict[str, str]:
             if isinstance(d, dict) and "name" in d and d.get("group")}
 
 
-def _planned(setting: dict) -> dict[str, frozenset]:
+def planned_defenses(setting: dict) -> dict[str, frozenset]:
     """The attacks of the setting that run on a subset of the defenses, and that subset."""
     return {str(a["name"]): frozenset(a["defenses"]) for a in setting.get("attacks") or []
             if isinstance(a, dict) and "name" in a and isinstance(a.get("defenses"), list)}
@@ -415,7 +415,7 @@ def build(cells: pd.DataFrame, setting: dict, outcomes: dict | None = None,
         attacks=attacks, defenses=defenses, attacks_at=attacks_at,
         robust=_cell_stats(att, "robust_acc"), success=_cell_stats(att, "success_rate"),
         clean_cell=clean_cell, clean_acc=clean_acc,
-        n_points=sorted({int(n) for n in df["n"].dropna()}), seeds=seeds, planned=_planned(setting),
+        n_points=sorted({int(n) for n in df["n"].dropna()}), seeds=seeds, planned=planned_defenses(setting),
         groups=_groups(setting), kinds=_kinds(setting), runs=_runs(df, outcomes or {}),
         randomised=frozenset(str(d["name"]) for d in setting.get("defenses") or []
                              if isinstance(d, dict) and "name" in d and d.get("randomised")),
