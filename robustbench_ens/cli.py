@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retry-failed", action="store_true",
                         help="run the grid's failed cells again (a failed cell is otherwise kept as finished); "
                              "every other finished cell is reused")
+    parser.add_argument("--publish-only", action="store_true",
+                        help="run no cell: write the leaderboard from the cells already in --out, the others shown "
+                             "as not run and named on the page (a long run's partial results; the models are "
+                             "loaded, or trained if absent, as for a run)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     speed = parser.add_argument_group(
         "speed", "how the attacked models run while crafting; measured effects in benchmarks/README.md")
@@ -135,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     given = {key: value for key, value in ray_flags.items() if value is not None}
     if given and args.executor != "ray":
         parser.error("--ray-* options need --executor ray")
+    if args.publish_only and (args.fresh or args.retry_failed):
+        parser.error("--publish-only runs no cell: it cannot be combined with --fresh or --retry-failed")
     started, out_dir = time.perf_counter(), None
     try:
         environment.configure_threads(args.threads)
@@ -155,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             data_path=args.data,
             models_dir=_optional_path(args.models or os.environ.get("RBE_MODELS")),
             cache_dir=Path(args.cache or os.environ.get("RBE_CACHE") or DEFAULT_CACHE),
-            fresh=args.fresh, retry_failed=args.retry_failed, progress=args.progress,
+            fresh=args.fresh, retry_failed=args.retry_failed, publish_only=args.publish_only, progress=args.progress,
             executor=args.executor, ray=RayOptions(**given),
             acceleration=Acceleration(bf16=args.bf16, channels_last=args.channels_last, stack=args.stack,
                                       compile=args.compile),
@@ -172,7 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     minutes, seconds = divmod(round(time.perf_counter() - started), 60)
     print(f"{plural(result.evaluated, 'cell')} evaluated{retried}, {result.skipped} already finished, "
           f"{plural(len(result.crafted), 'adversarial set')} crafted, {result.failed} of the grid's "
-          f"{len(result.cells)} failed; {minutes} min {seconds} s; results in {config.out_dir}")
+          f"{len(result.cells) + sum(result.not_run.values())} failed; {minutes} min {seconds} s; results in "
+          f"{config.out_dir}")
+    if result.not_run:
+        print(f"not run yet: {', '.join(f'{attack} {n}' for attack, n in result.not_run.items())} cells (run the same "
+              "command without --publish-only to finish them)")
     if result.failed:
         print("failed cells are recorded with their errors on the leaderboard; once the cause is fixed, "
               "run the same command with --retry-failed to compute them again", file=sys.stderr)

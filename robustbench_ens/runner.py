@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import json
 import sys
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -60,6 +61,7 @@ class RunConfig:
     cache_dir: Path = DEFAULT_CACHE
     fresh: bool = False
     retry_failed: bool = False  # forget this grid's failed cells first, so that they run again
+    publish_only: bool = False  # run no cell: publish what the store holds, the other cells as not run
     progress: bool = True
     command: str = ""
     executor: str = "local"  # who runs the cells: "local" (this process) or "ray" (a Ray cluster)
@@ -77,6 +79,7 @@ class RunResult:
     failed: int = 0  # this grid's cells recorded as failed, in this run or an earlier one
     retried: int = 0  # failed cells forgotten by --retry-failed (and run again)
     leaderboard_files: list[Path] = field(default_factory=list)
+    not_run: dict = field(default_factory=dict)  # attack -> its cells of this grid that have not run (--publish-only)
 
 
 def run_suite(config: RunConfig) -> RunResult:
@@ -108,19 +111,26 @@ def run_suite(config: RunConfig) -> RunResult:
               "(--fresh computes them again)")
 
     groups = [pending for group in _by_adv_set(cells) if (pending := [c for c in group if c.cell_id not in finished])]
-    bar = tqdm(total=len(cells), initial=result.skipped, desc=f"{suite.name} grid", unit="cell",
-               disable=None if config.progress else True)  # None: hidden where the output is not a terminal
-    recorder = _Recorder(store, suite, len(images), versions, result, bar)
-    executor.run(GridWork(groups, workspace, store, config, {name: i["sha256"] for name, i in identity.items()}),
-                 recorder)
-    bar.close()
+    if config.publish_only:
+        print(f"--publish-only: {len(cells) - result.skipped} of the grid's {len(cells)} cells have not run and are "
+              "published as not run")
+    else:
+        bar = tqdm(total=len(cells), initial=result.skipped, desc=f"{suite.name} grid", unit="cell",
+                   disable=None if config.progress else True)  # None: hidden where the output is not a terminal
+        recorder = _Recorder(store, suite, len(images), versions, result, bar)
+        executor.run(GridWork(groups, workspace, store, config, {name: i["sha256"] for name, i in identity.items()}),
+                     recorder)
+        bar.close()
 
     result.cells = store.cells([c.cell_id for c in cells])
+    result.not_run = _not_run(cells, set(result.cells["cell_id"]))
     result.failed = len(store.failed_ids([c.cell_id for c in cells]))
     if config.leaderboard_dir is not None:
         randomised = {name: workspace.randomised(name) for name in defenses}
         setting = _setting(suite, data, images, labels, models, provenance, result.cells, device, versions, config,
                            randomised)
+        if result.not_run:
+            setting["not_run"] = {"cells": len(cells), **result.not_run}
         result.leaderboard_files = write_leaderboard(
             result.cells, setting, config.leaderboard_dir, store.outcomes(result.cells["cell_id"]),
             certificates=_certificates(suite, defenses, images, labels, device))
@@ -162,6 +172,11 @@ class _Recorder:
         self.result.evaluated += 1
         self.bar.update(1)
         self.bar.write(_cell_line(cell, record))
+
+
+def _not_run(cells: list[Cell], recorded: set[str]) -> dict:
+    """{attack: number of its cells not in the store}, in grid order: what a partial leaderboard lacks."""
+    return dict(Counter(c.attack for c in cells if c.cell_id not in recorded))
 
 
 def _discard_grid(store: ResultStore, cells: list[Cell], out_dir: Path) -> None:

@@ -225,3 +225,40 @@ def test_an_attack_left_without_eps_by_the_command_line_is_named(tmp_path, monke
     with pytest.raises(SystemExit, match="ran"):
         main(["--suite", str(path), "--data", str(slice_path), "--eps", "4/255"])
     assert "note: skipped Ens-probs: the suite runs them at none of this run's eps" in capsys.readouterr().err
+
+
+def test_publish_only_runs_no_cell_and_names_what_has_not_run(tmp_path, monkeypatch, capsys, slice_path, models_path):
+    """A long run's partial results: --publish-only writes the leaderboard from the store alone, and the page, its
+    JSON and the front page say which cells are missing; the full command then finishes the grid."""
+    import attacks.ens
+
+    monkeypatch.chdir(tmp_path)
+    args = ["--suite", "smoke", "--data", str(slice_path), "--models", str(models_path), "--no-progress",
+            "--cache", str(tmp_path / "cache"), "--eps", "8/255", "--n-examples", "4", "--out", str(tmp_path / "run"),
+            "--leaderboard-dir", str(tmp_path / "leaderboards" / "smoke")]
+    assert main([*args, "--attacks", "Ens", "--leaderboard-dir", str(tmp_path / "partial")]) == 0  # Ens only
+    capsys.readouterr()
+    crafted = []
+    original = attacks.ens.Ens.forward
+    monkeypatch.setattr(attacks.ens.Ens, "forward", lambda self, *a: crafted.append(self) or original(self, *a))
+
+    assert main([*args, "--publish-only"]) == 0
+    out = capsys.readouterr().out
+    assert crafted == [] and "0 cells evaluated, 4 already finished, 0 adversarial sets crafted" in out
+    assert "0 of the grid's 6 failed" in out and "not run yet: Ens-probs 2 cells" in out
+    board = json.loads((tmp_path / "leaderboards" / "smoke" / "leaderboard.json").read_text())
+    assert board["setting"]["not_run"] == {"cells": 6, "Ens-probs": 2}
+    page = (tmp_path / "leaderboards" / "smoke" / "README.md").read_text()
+    assert "Partial results: 2 of the grid's 6 cells had not run when this page was written (Ens-probs 2)" in page
+    assert "≤" in page, "a defense lacking an attack is marked as an upper bound"
+    assert "partial: 2 of 6 cells not run" in (tmp_path / "leaderboards" / "README.md").read_text()
+
+    with pytest.raises(SystemExit):
+        main([*args, "--publish-only", "--fresh"])
+    assert "--publish-only runs no cell" in capsys.readouterr().err
+
+    assert main(args) == 0  # the full command finishes the grid: the page is whole again
+    assert crafted and "not_run" not in json.loads((tmp_path / "leaderboards" / "smoke" / "leaderboard.json")
+                                                  .read_text())["setting"]
+    assert "Partial results" not in (tmp_path / "leaderboards" / "smoke" / "README.md").read_text()
+    assert "partial" not in (tmp_path / "leaderboards" / "README.md").read_text()

@@ -48,8 +48,16 @@ def _row(folder: str, board: dict) -> list[str]:
     attacked = f"{len(setting.get('defenses', []))} defenses; {', '.join(f'{n} {k}' for k, n in kinds.items())} attacks"
     return [folder, attacked, str(setting.get("data", {}).get("n_examples", "")),
             f"{threat.get('norm', '')} {eps} (headline {fmt_eps(headline)})",
-            "per example" if per_example else "per attack (first edition)", best,
+            _counted(per_example, setting.get("not_run")), best,
             setting.get("date", "")[:10]]
+
+
+def _counted(per_example: bool, not_run: dict | None) -> str:
+    counted = "per example" if per_example else "per attack (first edition)"
+    if not not_run:
+        return counted
+    missing = sum(n for attack, n in not_run.items() if attack != "cells")
+    return f"{counted}; partial: {missing} of {not_run['cells']} cells not run"
 
 
 def _summary(description: str, limit: int = 240) -> str:

@@ -116,6 +116,8 @@ def summary(lb: Leaderboard, setting: dict) -> str:
                      f"the rankings use {fmt_eps(lb.headline_eps)}, the largest eps that has.")
     if not lb.eps_list:
         parts.append("There are no attack results yet.")
+    if s.get("not_run"):
+        parts.append(partial_text(s["not_run"]))
     meta = [f"version {s['version']}" if s.get("version") else "",
             f"commit {s['git_commit']}" if s.get("git_commit") else "",
             f"run on {s['date']}" if s.get("date") else ""]
@@ -127,6 +129,16 @@ def summary(lb: Leaderboard, setting: dict) -> str:
         parts.append(f"This page was rendered again from its published files by commit {again.get('git_commit')} on "
                      f"{again.get('date')} (scripts/republish.py): the numbers are the run's, the layout is newer.")
     return " ".join(p for p in parts if p)
+
+
+def partial_text(not_run: dict) -> str:
+    """What a partial leaderboard (``run_all.py --publish-only``) lacks: ``not_run`` is {"cells": the grid's
+    cells, attack: its cells not run}."""
+    missing = {attack: n for attack, n in not_run.items() if attack != "cells"}
+    return (f"Partial results: {sum(missing.values())} of the grid's {not_run['cells']} cells had not run when this "
+            f"page was written ({', '.join(f'{attack} {n}' for attack, n in missing.items())}). They show '—', and "
+            "a defense that lacks some of them is marked '≤' and ranked after the complete ones: its true worst "
+            "case may be lower.")
 
 
 def attacks_text(lb: Leaderboard, surrogates: list[str]) -> str:
