@@ -71,13 +71,14 @@ def flatness_gradient(net: torch.nn.Module, inputs: torch.Tensor, targets: torch
     params = [p for p in net.parameters() if p.grad is not None]
     grads = [p.grad.detach().clone() for p in params]
     shift = float(radius / (torch.sqrt(sum(g.square().sum() for g in grads)) + 1e-20))
+    originals = [p.detach().clone() for p in params]  # restored by copy: p + d - d is not p in floating point
     with torch.no_grad():
         for p, g in zip(params, grads):
             p.add_(g, alpha=shift)
     shifted = torch.autograd.grad(F.cross_entropy(net(inputs), targets), params)
     with torch.no_grad():
-        for p, g, g_shifted in zip(params, grads, shifted):
-            p.sub_(g, alpha=shift)
+        for p, original, g, g_shifted in zip(params, originals, grads, shifted):
+            p.copy_(original)
             p.grad = g + (flatness / radius) * (g_shifted - g)
 
 
