@@ -110,11 +110,9 @@ def run_suite(config: RunConfig) -> RunResult:
         print(f"resuming: {result.skipped} of the grid's {len(cells)} cells are already in {config.out_dir} "
               "(--fresh computes them again)")
 
-    groups = [pending for group in _by_adv_set(cells) if (pending := [c for c in group if c.cell_id not in finished])]
-    if config.publish_only:
-        print(f"--publish-only: {len(cells) - result.skipped} of the grid's {len(cells)} cells have not run and are "
-              "published as not run")
-    else:
+    if not config.publish_only:  # --publish-only: the cells not yet run are published as not run
+        groups = [pending for group in _by_adv_set(cells)
+                  if (pending := [c for c in group if c.cell_id not in finished])]
         bar = tqdm(total=len(cells), initial=result.skipped, desc=f"{suite.name} grid", unit="cell",
                    disable=None if config.progress else True)  # None: hidden where the output is not a terminal
         recorder = _Recorder(store, suite, len(images), versions, result, bar)
@@ -130,7 +128,7 @@ def run_suite(config: RunConfig) -> RunResult:
         setting = _setting(suite, data, images, labels, models, provenance, result.cells, device, versions, config,
                            randomised)
         if result.not_run:
-            setting["not_run"] = {"cells": len(cells), **result.not_run}
+            setting["not_run"] = {"cells": len(cells), "attacks": result.not_run}
         result.leaderboard_files = write_leaderboard(
             result.cells, setting, config.leaderboard_dir, store.outcomes(result.cells["cell_id"]),
             certificates=_certificates(suite, defenses, images, labels, device))

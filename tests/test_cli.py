@@ -247,7 +247,7 @@ def test_publish_only_runs_no_cell_and_names_what_has_not_run(tmp_path, monkeypa
     assert crafted == [] and "0 cells evaluated, 4 already finished, 0 adversarial sets crafted" in out
     assert "0 of the grid's 6 failed" in out and "not run yet: Ens-probs 2 cells" in out
     board = json.loads((tmp_path / "leaderboards" / "smoke" / "leaderboard.json").read_text())
-    assert board["setting"]["not_run"] == {"cells": 6, "Ens-probs": 2}
+    assert board["setting"]["not_run"] == {"cells": 6, "attacks": {"Ens-probs": 2}}
     page = (tmp_path / "leaderboards" / "smoke" / "README.md").read_text()
     assert "Partial results: 2 of the grid's 6 cells had not run when this page was written (Ens-probs 2)" in page
     assert "≤" in page, "a defense lacking an attack is marked as an upper bound"

@@ -56,7 +56,7 @@ def _counted(per_example: bool, not_run: dict | None) -> str:
     counted = "per example" if per_example else "per attack (first edition)"
     if not not_run:
         return counted
-    missing = sum(n for attack, n in not_run.items() if attack != "cells")
+    missing = sum(not_run["attacks"].values())
     return f"{counted}; partial: {missing} of {not_run['cells']} cells not run"
 
 

@@ -133,8 +133,8 @@ def summary(lb: Leaderboard, setting: dict) -> str:
 
 def partial_text(not_run: dict) -> str:
     """What a partial leaderboard (``run_all.py --publish-only``) lacks: ``not_run`` is {"cells": the grid's
-    cells, attack: its cells not run}."""
-    missing = {attack: n for attack, n in not_run.items() if attack != "cells"}
+    cells, "attacks": {attack: its cells not run}}."""
+    missing = not_run["attacks"]
     return (f"Partial results: {sum(missing.values())} of the grid's {not_run['cells']} cells had not run when this "
             f"page was written ({', '.join(f'{attack} {n}' for attack, n in missing.items())}). They show '—', and "
             "a defense that lacks some of them is marked '≤' and ranked after the complete ones: its true worst "
