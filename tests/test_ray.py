@@ -3,6 +3,7 @@
 One cluster serves the whole module. Its workers run tests/ray_faults.py at start-up: it
 logs every crafting call and fires the faults a test arms with a marker file.
 """
+import os
 import sqlite3
 import subprocess
 import sys
@@ -32,7 +33,8 @@ def cluster(faults):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2 ** 20, log_to_driver=False,
              runtime_env={"worker_process_setup_hook": "ray_faults.install",
-                          "env_vars": {"RBE_TEST_FAULTS": str(faults), "PYTHONPATH": str(REPO / "tests")}})
+                          "env_vars": {"RBE_TEST_FAULTS": str(faults),  # the hook's module, and this checkout's packages
+                                          "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
