@@ -36,15 +36,16 @@ class RepublishError(ValueError):
     pass
 
 
-def published_inputs(folder: Path) -> tuple[pd.DataFrame, dict, dict]:
+def published_inputs(folder: Path, for_pages: bool = True) -> tuple[pd.DataFrame, dict, dict]:
     """The cells, setting and per-example outcomes (``cell_id -> (clean_correct, adv_correct)``) of a published
-    leaderboard folder."""
+    leaderboard folder. ``for_pages``: refuse a leaderboard with certified defenses, whose pages need the per-point
+    certificates (the worst cases and rankings do not)."""
     missing = [name for name in ("cells.csv", "leaderboard.json", PER_EXAMPLE) if not (folder / name).is_file()]
     if missing:
         raise RepublishError(f"{folder} lacks {', '.join(missing)}: it is not a leaderboard with per-example outcomes "
                              "(a first-edition page, or not a leaderboard folder)")
     published = json.loads((folder / "leaderboard.json").read_text(encoding="utf-8"))
-    if published.get("certificates"):
+    if for_pages and published.get("certificates"):
         raise RepublishError(f"{folder} has certified defenses ({', '.join(published['certificates'])}): their "
                              "per-point certificates are in the run folder only; render it from there")
     cells = pd.read_csv(folder / "cells.csv", keep_default_na=True)
