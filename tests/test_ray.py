@@ -33,7 +33,7 @@ def cluster(faults):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2 ** 20, log_to_driver=False,
              runtime_env={"worker_process_setup_hook": "ray_faults.install",
-                          "env_vars": {"RBE_TEST_FAULTS": str(faults),  # the hook's module, and this checkout's packages
+                          "env_vars": {"RBE_TEST_FAULTS": str(faults),  # the hook, and this checkout's packages
                                           "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
