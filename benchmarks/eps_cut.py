@@ -8,7 +8,7 @@ recorded crafting and evaluation seconds of the dropped cells (each set once) an
 the worst cases rise (a dropped attack can only leave more points robust). Nothing is run again: the time is what
 the published run recorded, so sets that ran beside other work count at their inflated times.
 
-Example (the costly transfer attacks of the cifar10 suite, the ``Ens`` fusions kept at every eps)::
+Example (the costly transfer attacks of the cifar10 suite; ``Ens``, its fusions and ``Ens+DI`` keep every eps)::
 
     python benchmarks/eps_cut.py leaderboards/cifar10 'CWA@*' 'AdaEA@*' 'SVRE@*' LGV-RN20 I-FGSM-RN20 MBA-RN20
 """
