@@ -23,9 +23,8 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
 
-from republish import RepublishError, published_inputs  # noqa: E402
+from robustbench_ens.leaderboard.per_example import PublishedError, read_published  # noqa: E402
 
 from robustbench_ens.leaderboard import build  # noqa: E402
 from robustbench_ens.leaderboard.format import canonical_eps, fmt_eps  # noqa: E402
@@ -91,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, default=None, help="also write every (threat, eps, defense) row here")
     args = parser.parse_args(argv)
     try:
-        cells, setting, outcomes = published_inputs(args.leaderboard, for_pages=False)
+        cells, setting, outcomes = read_published(args.leaderboard, for_pages=False)
         both, cut = compare(cells, setting, outcomes, args.attacks)
-    except (RepublishError, ValueError) as error:
+    except (PublishedError, ValueError) as error:
         parser.exit(2, f"error: {error}\n")
     total = cut["total"]["crafting"] + cut["total"]["evaluation"]
     saved = cut["crafting"] + cut["evaluation"]

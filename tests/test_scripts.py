@@ -1,10 +1,13 @@
 """The scripts under scripts/ run end to end on the smoke suite."""
+import json
 import importlib.util
 from pathlib import Path
 
 import pandas as pd
 import torch
 import pytest
+
+from robustbench_ens.leaderboard.per_example import PublishedError, read_published
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -143,7 +146,7 @@ def test_every_published_per_example_leaderboard_renders_again_from_its_own_file
     cells, setting and per-example outcomes (so its pages can take the current layout without the run folder)."""
     republish = _load("republish")
     folders = [f.parent for f in sorted((REPO / "leaderboards").rglob(republish.PER_EXAMPLE))]
-    renderable = [f for f in folders if not republish.json.loads((f / "leaderboard.json").read_text())["certificates"]]
+    renderable = [f for f in folders if not json.loads((f / "leaderboard.json").read_text())["certificates"]]
     assert renderable, "no published per-example leaderboard without certificates"
     for folder in renderable:
         out = tmp_path / folder.name
@@ -151,10 +154,16 @@ def test_every_published_per_example_leaderboard_renders_again_from_its_own_file
         assert republish.digests(out) == republish.digests(folder), folder
 
 
-def test_republish_refuses_what_it_cannot_render(tmp_path):
+def test_republish_refuses_what_it_cannot_render(tmp_path, capsys):
     republish = _load("republish")
-    with pytest.raises(republish.RepublishError, match="lacks"):
+    with pytest.raises(SystemExit) as exit_:
         # the first edition: no per-example outcomes
-        republish.published_inputs(REPO / "leaderboards" / "cifar10" / "first_edition")
-    with pytest.raises(republish.RepublishError, match="certified"):
-        republish.published_inputs(REPO / "leaderboards" / "cifar10_pools")
+        republish.main([str(REPO / "leaderboards" / "cifar10" / "first_edition"), "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and "lacks" in capsys.readouterr().err
+    with pytest.raises(PublishedError, match="lacks"):
+        read_published(REPO / "leaderboards" / "cifar10" / "first_edition")
+    with pytest.raises(PublishedError, match="certified"):
+        read_published(REPO / "leaderboards" / "cifar10_pools")
+    cells, setting, outcomes = read_published(REPO / "leaderboards" / "cifar10_pools", for_pages=False)
+    ok = cells[cells["error"].isna()]
+    assert set(outcomes) <= set(ok["cell_id"]) and len(outcomes) > 0 and setting

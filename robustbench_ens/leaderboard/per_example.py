@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,3 +62,33 @@ def write_per_example(path: Path, frame: pd.DataFrame) -> Path:
 def read_per_example(path: Path) -> pd.DataFrame:
     """The file as a DataFrame (0/1 columns as int)."""
     return pd.read_csv(path, dtype={"defense": str, "attack": str})
+
+
+class PublishedError(ValueError):
+    """A folder that is not a leaderboard with per-example outcomes, or one that cannot be read back as asked."""
+
+
+def read_published(folder: Path, for_pages: bool = True) -> tuple[pd.DataFrame, dict, dict]:
+    """The cells, setting and per-example outcomes (``cell_id -> (clean_correct, adv_correct)``) of a published
+    leaderboard folder. ``for_pages``: refuse a leaderboard with certified defenses, whose pages need the per-point
+    certificates (the worst cases and rankings do not)."""
+    missing = [name for name in ("cells.csv", "leaderboard.json", FILENAME) if not (folder / name).is_file()]
+    if missing:
+        raise PublishedError(f"{folder} lacks {', '.join(missing)}: it is not a leaderboard with per-example outcomes "
+                             "(a first-edition page, or not a leaderboard folder)")
+    published = json.loads((folder / "leaderboard.json").read_text(encoding="utf-8"))
+    if for_pages and published.get("certificates"):
+        raise PublishedError(f"{folder} has certified defenses ({', '.join(published['certificates'])}): their "
+                             "per-point certificates are in the run folder only; render it from there")
+    cells = pd.read_csv(folder / "cells.csv", keep_default_na=True)
+    cells["error"] = cells["error"].astype(object).where(cells["error"].notna(), None)
+    ids = {(r.defense, r.attack, float(r.eps), int(r.seed)): r.cell_id for r in cells.itertuples()}
+    outcomes = {}
+    for (defense, attack, eps, seed), rows in read_per_example(folder / FILENAME).groupby(
+            ["defense", "attack", "eps", "seed"], sort=False):
+        key = (defense, attack, float(eps), int(seed))
+        if key not in ids:
+            raise PublishedError(f"{FILENAME} has outcomes of {key}, which cells.csv does not hold")
+        rows = rows.sort_values("index")
+        outcomes[ids[key]] = (rows["clean_correct"].to_numpy(dtype=bool), rows["adv_correct"].to_numpy(dtype=bool))
+    return cells, published["setting"], outcomes
