@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Attack
+from .base import Attack, LabelsChecked
 from .registry import register_attack
 
 VERSIONS = ("standard", "rand", "plus", "custom")
@@ -54,7 +54,8 @@ class AutoAttack(Attack):
             return images.clone()
         import pyautoattack  # here, not at the top, as torchattacks in square.py: `import attacks` stays light
 
-        adversary = pyautoattack.AutoAttack(self.models[0], eps=self.eps, norm=self.norm, version=self.version,
+        model = LabelsChecked(self.models[0], labels)
+        adversary = pyautoattack.AutoAttack(model, eps=self.eps, norm=self.norm, version=self.version,
                                             attacks=self.attacks, device=images.device, seed=self.seed)
         adversary.verbose = False
         if self.n_iter is not None:

@@ -78,6 +78,11 @@ class Attack:
             with _eval_mode(self.models), _frozen_parameters(self.models), \
                     _seeded_global_rng(images.device, self.seed), torch.enable_grad():
                 x_adv = self.forward(images, labels)
+        except IndexError as error:
+            if "out of bounds" not in str(error):
+                raise
+            raise ValueError(f"labels must be class indices below the models' number of classes; the largest is "
+                             f"{labels.max().item()} ({error})") from error
         finally:
             self.generator = self.host_generator = None
         return x_adv.detach().to(images.dtype)
@@ -286,6 +291,28 @@ def _as_model_list(models) -> list[nn.Module]:
     return models
 
 
+class LabelsChecked(nn.Module):
+    """``model``, checking at its first call that every label is below its number of classes: for the attacks
+    that hand the work to a library (pyautoattack, torchattacks), which would count points whose label has no logit
+    as misclassified and return them unchanged. It checks the library's own first pass, so a randomised model makes
+    no extra draw. (The other attacks learn it from their loss: :meth:`Attack.__call__`.)"""
+
+    def __init__(self, model: nn.Module, labels: torch.Tensor):
+        super().__init__()
+        self.model, self.largest = model, int(labels.max()) if len(labels) else -1
+        self.checked = False
+        self.train(model.training)  # a library that restores the mode it found leaves the model as it was
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        if not self.checked:
+            if self.largest >= logits.shape[-1]:
+                raise ValueError(f"labels must be class indices below the models' number of classes; the largest is "
+                                 f"{self.largest} (the model has {logits.shape[-1]} classes)")
+            self.checked = True
+        return logits
+
+
 def _check_inputs(images, labels) -> None:
     if not isinstance(images, torch.Tensor) or not images.is_floating_point():
         raise TypeError("images must be a floating-point tensor (N, C, H, W) in [0, 1]")
@@ -295,6 +322,8 @@ def _check_inputs(images, labels) -> None:
         raise ValueError("labels must be a 1-D tensor of class indices")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if labels.numel() and labels.min() < 0:
+        raise ValueError(f"labels must be class indices >= 0, got {labels.min().item()}")
     if labels.shape[0] != images.shape[0]:
         raise ValueError(f"batch sizes differ: {images.shape[0]} images, {labels.shape[0]} labels")
     if images.numel() and (images.isnan().any() or images.min() < 0 or images.max() > 1):

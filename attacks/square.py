@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Attack, positive_number
+from .base import Attack, LabelsChecked, positive_number
 from .registry import register_attack
 
 
@@ -51,7 +51,8 @@ class Square(Attack):
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         import torchattacks  # here, not at the top: it pulls in scipy, 2 s of `import attacks` for every user
 
-        attack = torchattacks.Square(self.models[0], norm=self.norm, eps=self.eps, n_queries=self.n_queries,
+        model = LabelsChecked(self.models[0], labels)
+        attack = torchattacks.Square(model, norm=self.norm, eps=self.eps, n_queries=self.n_queries,
                                      n_restarts=self.n_restarts, p_init=self.p_init, loss="margin",
                                      resc_schedule=True, seed=self.seed)
         with torch.no_grad():  # torchattacks seeds the global RNG: Attack.__call__ restores the caller's afterwards

@@ -176,6 +176,10 @@ def test_every_attack_checks_inputs(name, tiny_models, batch):
         ATTACKS[name](tiny_models)(images, labels[:-1])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         ATTACKS[name](tiny_models)(images + 1, labels)
+    with pytest.raises(ValueError, match="labels must be class indices >= 0"):
+        ATTACKS[name](tiny_models)(images, labels - labels.max() - 1)
+    with pytest.raises(ValueError, match="labels must be class indices below the models' number of classes"):
+        ATTACKS[name](tiny_models)(images, labels + 1000)
     with pytest.raises(ValueError, match="at least one"):
         ATTACKS[name]([])
 

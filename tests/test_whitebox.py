@@ -6,7 +6,7 @@ import torch
 import torchattacks
 from torch import nn
 
-from attacks import BPDA, PGD, AutoAttack, Ens
+from attacks import BPDA, PGD, AutoAttack, Ens, Square
 from defenses import Ensemble, MeanLogitsView, adaptive_view
 from conftest import TinyNet
 
@@ -77,6 +77,16 @@ def test_autoattack_checks_its_attack_names_and_takes_an_empty_batch():
         AutoAttack(model, version="custom", attacks=[])
     empty = torch.zeros(0, 3, 32, 32)
     assert AutoAttack(model)(empty, torch.zeros(0, dtype=torch.long)).shape == empty.shape
+
+
+@pytest.mark.parametrize("attack", [AutoAttack, Square])
+def test_library_attacks_refuse_labels_the_model_has_no_logit_for(attack):
+    """pyautoattack and torchattacks would count such points as misclassified and return them unchanged."""
+    images, labels = _batch(4)
+    with pytest.raises(ValueError, match="number of classes; the largest is 10 .the model has 10 classes"):
+        attack(TinyNet().eval())(images, torch.tensor([0, 1, 2, 10]))
+    with pytest.raises(ValueError, match=">= 0"):
+        attack(TinyNet().eval())(images, labels - 10)
 
 
 def test_autoattack_wrapper_runs_the_library_and_keeps_the_global_rng():
