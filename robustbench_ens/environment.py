@@ -107,8 +107,15 @@ def hardware(device: torch.device) -> dict:
     return info
 
 
-def versions() -> dict:
+def versions(device: torch.device | None = None) -> dict:
+    """The library versions and git commit a result was made with, and (given the run's ``device``) the machine:
+    its CPU, and its GPU where the device is one. Each cell's store row keeps it, so a run resumed on other
+    hardware still says where each cell was computed (the page's setting names only the publishing machine)."""
     found = {"robustbench_ens": __version__, "python": platform.python_version()}
+    if device is not None:
+        found["cpu"] = _cpu_name()
+        if device.type == "cuda":
+            found["gpu"] = torch.cuda.get_device_name(device)
     for package in ("torch", "torchvision", "timm", "torchattacks", "numpy"):
         try:
             found[package] = metadata.version(package)

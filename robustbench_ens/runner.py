@@ -93,7 +93,7 @@ def run_suite(config: RunConfig) -> RunResult:
     device = environment.select_device(suite.device)
     workspace, data, provenance = open_workspace(config, device)
     store = ResultStore(config.out_dir / STORE_FILE)
-    versions = environment.versions()
+    versions = environment.versions(device)
     models, defenses, images, labels = workspace.models, workspace.defenses, workspace.images, workspace.labels
     _check_outputs(suite, models, defenses, images[:2].to(device))
     _certificates(suite, defenses, images[:2], labels[:2], device)  # a defense IBP cannot bound stops here

@@ -61,6 +61,10 @@ def test_smoke_grid_crafts_once_per_attack_and_eps(tmp_path, slice_path, models_
     assert (attacked["linf_max"] <= attacked["eps"] + 1e-6).all()
     assert (attacked["robust_acc"] <= attacked["clean_acc"]).all()
     assert cells.groupby("defense")["clean_acc"].nunique().eq(1).all()
+    # each row says with what and where it was computed (a run resumed on another machine stays traceable)
+    with sqlite3.connect(tmp_path / "run" / "results.sqlite") as db:
+        recorded = [json.loads(v) for (v,) in db.execute("SELECT versions FROM cells")]
+    assert len(recorded) == N_CELLS and all(v["cpu"] and v["torch"] and "gpu" not in v for v in recorded)
     # a standard ensemble falls at 8/255 far below its clean accuracy
     baseline = attacked[(attacked["defense"] == "baseline-ens") & (attacked["eps"] == 8 / 255)]
     assert (baseline["robust_acc"] < clean.loc["baseline-ens", "clean_acc"] - 0.3).all()
