@@ -110,8 +110,8 @@ def hardware(device: torch.device) -> dict:
 def versions(device: torch.device | None = None) -> dict:
     """The library versions and git commit a result was made with, and (given the run's ``device``) the machine:
     its CPU, and its GPU where the device is one (under Ray, the driver's: its workers may differ). Each cell's
-    store row keeps it, so a run resumed on other
-    hardware still says where each cell was computed (the page's setting names only the publishing machine)."""
+    store row keeps it, so a run resumed on other hardware still says where each cell was computed (the page's
+    setting names only the publishing machine)."""
     found = {"robustbench_ens": __version__, "python": platform.python_version()}
     if device is not None:
         found["cpu"] = _cpu_name()
