@@ -81,8 +81,7 @@ class Attack:
         except IndexError as error:
             if "out of bounds" not in str(error):
                 raise
-            raise ValueError(f"labels must be class indices below the models' number of classes; the largest is "
-                             f"{labels.max().item()} ({error})") from error
+            raise _labels_beyond_classes(labels.max().item(), str(error)) from error
         finally:
             self.generator = self.host_generator = None
         return x_adv.detach().to(images.dtype)
@@ -307,10 +306,14 @@ class LabelsChecked(nn.Module):
         logits = self.model(x)
         if not self.checked:
             if self.largest >= logits.shape[-1]:
-                raise ValueError(f"labels must be class indices below the models' number of classes; the largest is "
-                                 f"{self.largest} (the model has {logits.shape[-1]} classes)")
+                raise _labels_beyond_classes(self.largest, f"the model has {logits.shape[-1]} classes")
             self.checked = True
         return logits
+
+
+def _labels_beyond_classes(largest: int, detail: str) -> ValueError:
+    return ValueError(f"labels must be class indices below the models' number of classes; the largest is {largest} "
+                      f"({detail})")
 
 
 def _check_inputs(images, labels) -> None:

@@ -114,9 +114,8 @@ def versions(device: torch.device | None = None) -> dict:
     setting names only the publishing machine)."""
     found = {"robustbench_ens": __version__, "python": platform.python_version()}
     if device is not None:
-        found["cpu"] = _cpu_name()
-        if device.type == "cuda":
-            found["gpu"] = torch.cuda.get_device_name(device)
+        machine = hardware(device)
+        found.update({key: machine[key] for key in ("cpu", "gpu") if key in machine})
     for package in ("torch", "torchvision", "timm", "torchattacks", "numpy"):
         try:
             found[package] = metadata.version(package)
