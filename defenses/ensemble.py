@@ -6,7 +6,7 @@ from torch import nn
 
 from attacks.acceleration import member_outputs
 
-from .crossmax import crossmax
+from .crossmax import check_crossmax, crossmax
 from .registry import register_defense
 
 AGGREGATIONS = ("mean_prob", "mean_logits", "crossmax")
@@ -30,8 +30,8 @@ class Ensemble(nn.Module):
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
         if crossmax_k is not None and aggregation != "crossmax":
             raise ValueError("crossmax_k applies only to aggregation='crossmax'")
-        if crossmax_k is not None and not (isinstance(crossmax_k, int) and 1 <= crossmax_k <= len(members)):
-            raise ValueError(f"crossmax_k must be an integer in [1, {len(members)}], got {crossmax_k!r}")
+        if aggregation == "crossmax":
+            check_crossmax(len(members), crossmax_k)
         self.members = nn.ModuleList(members)
         self.aggregation = aggregation
         self.crossmax_k = crossmax_k

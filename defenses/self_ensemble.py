@@ -28,7 +28,7 @@ from robustbench_ens.zoo.resnet_cifar import CifarResNet
 from robustbench_ens.zoo.train import TrainRecipe, train_model
 
 from .backbones import TimmResNet
-from .crossmax import crossmax
+from .crossmax import check_crossmax, crossmax
 from .multires import MultiResolutionStack
 from .registry import register_defense
 
@@ -69,8 +69,7 @@ class SelfEnsemble(nn.Module):
             else tuple(head_blocks)
         if not self.head_blocks or any(not 0 <= b < len(blocks) for b in self.head_blocks):
             raise ValueError(f"head_blocks must be indices in [0, {len(blocks)}), got {head_blocks!r}")
-        if k is not None and not 1 <= k <= len(self.head_blocks) + 1:
-            raise ValueError(f"k must lie in [1, {len(self.head_blocks) + 1}] (the predictors), got {k!r}")
+        check_crossmax(len(self.head_blocks) + 1, k)
         self.k = k
         self.depth, self.num_classes, self.image_size = depth, num_classes, image_size
         self.timm_model, self.timm_weights = timm_model, timm_weights
@@ -262,8 +261,7 @@ def build_self_ensemble(members: list[nn.Module], k=_KEEP) -> SelfEnsemble:
         raise ValueError("a 'self_ensemble' defense takes exactly one SelfEnsemble model")
     model = members[0]
     if k is not _KEEP:
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= model.n_predictors):
-            raise ValueError(f"k must be None (median) or an integer in [1, {model.n_predictors}], got {k!r}")
+        check_crossmax(model.n_predictors, k)
         model.k = k
     return model
 

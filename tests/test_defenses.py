@@ -31,7 +31,8 @@ def test_crossmax_by_hand():
     assert torch.equal(crossmax(z), torch.tensor([[0.0, -1.0, -1.0], [0.0, 0.0, -1.0]]))
     assert torch.equal(crossmax(z, k=2), torch.tensor([[0.0, -1.0, -1.0], [0.0, 0.0, -1.0]]))
     assert torch.equal(crossmax(z, k=3), torch.tensor([[-3.0, -2.0, -5.0], [-2.0, -4.0, -4.0]]))
-    assert torch.equal(crossmax(z, k=1), torch.zeros(2, 3))  # every class reaches its own max somewhere
+    with pytest.raises(ValueError, match=r"integer in \[2, 3\]"):  # every class reaches its own max somewhere: zeros
+        crossmax(z, k=1)
 
 
 def test_crossmax_second_step_by_hand():
@@ -45,11 +46,28 @@ def test_crossmax_second_step_by_hand():
 def test_crossmax_ties_and_one_predictor():
     tied = torch.ones(1, 4, 3)
     assert torch.equal(crossmax(tied), torch.zeros(1, 3)) and torch.equal(crossmax(tied, k=4), torch.zeros(1, 3))
-    one = torch.tensor([[[3.0, -1.0, 2.0]]])
-    assert torch.equal(crossmax(one), torch.zeros(1, 3)) and torch.equal(crossmax(one, k=1), torch.zeros(1, 3))
+    one = torch.tensor([[[3.0, -1.0, 2.0]]])  # step 2 would subtract each value from itself: a constant prediction
+    for k in (None, 1):
+        with pytest.raises(ValueError, match="at least two predictors"):
+            crossmax(one, k)
 
 
-@pytest.mark.parametrize("k", [None, 1, 2, 4])
+def test_constant_crossmax_refused_by_the_defenses():
+    """k = 1 or a single member would make every prediction class 0: the defenses refuse them when built."""
+    members = [Fixed([1.0, 0.0, 2.0]), Fixed([0.0, 3.0, 1.0])]
+    with pytest.raises(ValueError, match="at least two predictors"):
+        Ensemble(members[:1], aggregation="crossmax")
+    with pytest.raises(ValueError, match=r"integer in \[2, 2\]"):
+        Ensemble(members, aggregation="crossmax", crossmax_k=1)
+    from defenses.self_ensemble import SelfEnsemble
+
+    with pytest.raises(ValueError, match=r"integer in \[2, 8\]"):
+        SelfEnsemble(depth=20, k=1)
+    with pytest.raises(ValueError, match=r"integer in \[2, 8\]"):
+        build_defense("self_ensemble", [SelfEnsemble(depth=20)], k=1)
+
+
+@pytest.mark.parametrize("k", [None, 2, 3, 4])
 def test_crossmax_invariances(k):
     g = torch.Generator().manual_seed(0)
     z = torch.randn(5, 4, 10, generator=g)
@@ -102,7 +120,6 @@ def test_registry():
 def test_crossmax_where_the_class_step_matters():
     z = torch.tensor([[[0.0, -5.0], [0.0, -3.0]]])
     # step 1 leaves it; step 2 subtracts the class maxima [0, -3]: [[0, -2], [0, 0]]
-    assert torch.equal(crossmax(z, k=1), torch.tensor([[0.0, 0.0]]))
     assert torch.equal(crossmax(z, k=2), torch.tensor([[0.0, -2.0]]))
     assert torch.equal(crossmax(z), torch.tensor([[0.0, -2.0]]))  # the lower median of two
 
@@ -316,7 +333,7 @@ def test_self_ensemble_options_and_registry():
     assert small.eval()(torch.rand(2, 3, 32, 32)).shape == (2, 10)
     assert build_defense("self_ensemble", [small]).k is None, "without k, the model keeps its own"
     assert build_defense("self_ensemble", [small], k=2).k == 2
-    with pytest.raises(ValueError, match=r"k must be None \(median\) or an integer in \[1, 3\]"):
+    with pytest.raises(ValueError, match=r"k must be None \(the median\) or an integer in \[2, 3\]"):
         build_defense("self_ensemble", [small], k=4)
     for kwargs in ({"head_blocks": (9,)}, {"head_blocks": ()}, {"k": 9}):
         with pytest.raises(ValueError):
