@@ -10,8 +10,10 @@ Contract (shared by every attack in this package):
 - randomness comes from a ``torch.Generator`` seeded from ``seed`` at every call (a random start
   from one generator per image, seeded from ``seed`` and its pixels), and torch's
   global RNG (which a randomised model, or a wrapped library, may draw from) is seeded from
-  ``seed`` for the call and restored afterwards: the same seed and inputs give the same images,
-  and the caller's RNG state is left as it was;
+  ``seed`` for the call and restored afterwards, as is the own ``generator`` of any submodule of
+  the models that keeps one (a randomised defense's, e.g. ``defenses.multires.MultiResolutionStack``):
+  the same seed and inputs give the same images, and the caller's and the models' RNG states are
+  left as they were;
 - ``targeted=True`` means ``labels`` are the target classes and the loss is minimised;
 - ``labels`` are integer class indices (moved to the images' device); the images must have the
   dtype of the models' weights (float32 images for float32 models), and each model returns a
@@ -76,7 +78,8 @@ class Attack:
             torch.Generator().manual_seed(self.seed)
         try:
             with _eval_mode(self.models), _frozen_parameters(self.models), \
-                    _seeded_global_rng(images.device, self.seed), torch.enable_grad():
+                    _seeded_global_rng(images.device, self.seed), _seeded_model_generators(self.models, self.seed), \
+                    torch.enable_grad():
                 x_adv = self.forward(images, labels)
         except IndexError as error:
             if "out of bounds" not in str(error):
@@ -346,6 +349,22 @@ def _seeded_global_rng(device: torch.device, seed: int):
             with torch.cuda.device(device):
                 torch.cuda.manual_seed(seed)
         yield
+
+
+@contextlib.contextmanager
+def _seeded_model_generators(models: list[nn.Module], seed: int):
+    """Every ``torch.Generator`` a submodule of ``models`` keeps as its ``generator`` (a randomised defense that
+    draws from its own generator, not the global RNG) seeded from ``seed`` inside, its state restored on exit."""
+    generators = {id(g): g for model in models for module in model.modules()
+                  if isinstance(g := getattr(module, "generator", None), torch.Generator)}
+    states = {key: g.get_state() for key, g in generators.items()}
+    for g in generators.values():
+        g.manual_seed(seed)
+    try:
+        yield
+    finally:
+        for key, g in generators.items():
+            g.set_state(states[key])
 
 
 @contextlib.contextmanager

@@ -232,6 +232,28 @@ def test_a_model_drawing_from_the_global_rng_repeats_and_leaves_the_callers_stat
     assert torch.equal(PGD(model, steps=3, eot_samples=2)(images, labels), first)
 
 
+class OwnNoise(nn.Module):
+    """A randomised model drawing its input noise from its own generator, as the CrossMax self-ensemble's stack."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = nn.Sequential(net)
+        self.generator = torch.Generator().manual_seed(7)
+
+    def forward(self, x):
+        return self.net[0](x + 0.1 * torch.rand(x.shape, generator=self.generator))
+
+
+def test_a_model_with_its_own_generator_repeats_and_keeps_its_state(tiny_models, batch):
+    images, labels = batch
+    model = nn.Sequential(OwnNoise(tiny_models[0])).eval()  # wrapped: the generator is found in the submodules
+    state = model[0].generator.get_state()
+    first = PGD(model, steps=3, eot_samples=2)(images, labels)
+    assert torch.equal(model[0].generator.get_state(), state), "the model's generator was left advanced"
+    assert torch.equal(PGD(model, steps=3, eot_samples=2)(images, labels), first)
+    assert not torch.equal(PGD(model, steps=3, eot_samples=2, seed=1)(images, labels), first)
+
+
 def test_adaea_needs_two_models_for_its_modules(tiny_models, batch):
     with pytest.raises(ValueError, match="at least 2 models"):
         AdaEA(tiny_models[:1])
