@@ -71,6 +71,8 @@ class Attack:
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         _check_inputs(images, labels)
         images, labels = images.detach(), labels.detach().to(images.device, torch.long)
+        if not len(images):  # nothing to attack (a cascade's stage with no point left, say)
+            return images.clone()
         self.generator = torch.Generator(device=images.device).manual_seed(self.seed)
         # draws that steer Python (which model, which resize) come from the host: on a GPU, a draw there
         # would stall the device at every step until the number is read back
@@ -81,7 +83,7 @@ class Attack:
                     _seeded_global_rng(images.device, self.seed), _seeded_model_generators(self.models, self.seed), \
                     torch.enable_grad():
                 x_adv = self.forward(images, labels)
-        except IndexError as error:
+        except (IndexError, RuntimeError) as error:  # cross-entropy's IndexError; gather's RuntimeError (CW loss)
             if "out of bounds" not in str(error):
                 raise
             raise _labels_beyond_classes(labels.max().item(), str(error)) from error
@@ -139,7 +141,7 @@ class MomentumIterativeAttack(Attack):
         super().__init__(models, eps=eps, norm=norm, targeted=targeted, seed=seed)
         self.transforms = resolve_transforms(transforms)
         self.loss = check_loss(loss)
-        positive_int(steps, "steps")
+        steps = positive_int(steps, "steps")
         self.alpha = positive_number(self.eps / steps if alpha is None else alpha, "alpha")
         self.steps = steps
         self.decay = positive_number(decay, "decay")

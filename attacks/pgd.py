@@ -48,9 +48,9 @@ class PGD(Ens):
                  eot_samples: int = 1, fusion: str = "logits", weights=None, norm: str = "Linf",
                  targeted: bool = False, random_start: bool = True, seed: int = 0, transforms=(),
                  loss: str = "ce", early_stop: bool = False):
-        positive_int(eot_samples, "eot_samples")
-        eps = positive_number(eps, "eps")
-        if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1 and alpha is None:
+        eot_samples = positive_int(eot_samples, "eot_samples")
+        eps, steps = positive_number(eps, "eps"), positive_int(steps, "steps")
+        if alpha is None:
             alpha = 2.5 * eps / steps
         super().__init__(models, eps=eps, alpha=alpha, steps=steps, decay=0.0, fusion=fusion, weights=weights,
                          norm=norm, targeted=targeted, random_start=random_start, seed=seed, transforms=transforms,

@@ -2,6 +2,7 @@ import inspect
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -182,6 +183,30 @@ def test_every_attack_checks_inputs(name, tiny_models, batch):
         ATTACKS[name](tiny_models)(images, labels + 1000)
     with pytest.raises(ValueError, match="at least one"):
         ATTACKS[name]([])
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_with_the_cw_loss_names_labels_beyond_the_classes(name, tiny_models, batch):
+    if "loss" not in inspect.signature(ATTACKS[name]).parameters:
+        pytest.skip(f"{name} has no loss option")
+    images, labels = batch
+    with pytest.raises(ValueError, match="labels must be class indices below the models' number of classes"):
+        ATTACKS[name](tiny_models, loss="cw")(images, labels + 1000)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_returns_an_empty_batch_as_it_came(name, tiny_models, batch):
+    images, labels = batch
+    out = ATTACKS[name](tiny_models, steps=2)(images[:0], labels[:0])
+    assert out.shape == images[:0].shape and out.dtype == images.dtype
+
+
+def test_numpy_numbers_are_numbers(tiny_models):
+    attack = PGD(tiny_models, eps=np.float32(8 / 255), steps=np.int64(4), eot_samples=np.int64(2))
+    assert attack.alpha == pytest.approx(2.5 * (8 / 255) / 4) and type(attack.steps) is int
+    assert type(attack.eot_samples) is int and Ens(tiny_models, steps=np.int32(5)).alpha == pytest.approx(1.6 / 255)
+    with pytest.raises(ValueError, match="a Python or NumPy number"):
+        Ens(tiny_models, eps=torch.tensor(8 / 255))
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))

@@ -46,3 +46,15 @@ def test_every_relative_link_resolves():
     assert len(pages) > 20
     broken = {str(page.relative_to(REPO)): links for page in pages if (links := broken_links(page))}
     assert not broken, broken
+
+
+def test_the_attack_printed_in_docs_is_what_ens_prints():
+    """docs/attacks.md shows the example's ``print(attack)``: it must be what that constructor prints today."""
+    from torch import nn
+
+    from attacks import Ens
+
+    lines = (REPO / "docs" / "attacks.md").read_text().splitlines()
+    shown = [line for line in lines if line.startswith("Ens(4 models")]
+    attack = Ens([nn.Identity() for _ in range(4)], eps=8 / 255, steps=10, decay=1.0, fusion="logits")
+    assert shown == [repr(attack)]

@@ -97,6 +97,9 @@ def test_normalized_forward_and_custom_stats():
     assert create_model("resnet4b").normalize_std == (0.2471, 0.2435, 0.2616)
     with pytest.raises(ValueError):
         create_model("resnet2b", std=(0.2, 0.0, 0.2))
+    for bad in (x[:, :1], x[0]):  # a grey batch would broadcast against the RGB statistics
+        with pytest.raises(ValueError, match=r"RGB images shaped \[N, 3, H, W\]"):
+            model(bad)
 
 
 def test_option_a_and_b_share_one_block_but_differ_in_shortcut_and_head():

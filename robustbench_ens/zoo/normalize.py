@@ -59,7 +59,10 @@ class Normalized(nn.Module):
         return self.net(self.normalize(x))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] -> the network's input."""
+        """Images [N, 3, H, W] in [0, 1] -> the network's input (other shapes are refused: a 1-channel batch would
+        broadcast against the three channels' statistics and run as nonsense)."""
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"{self.arch} takes RGB images shaped [N, 3, H, W], got {tuple(x.shape)}")
         return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:
