@@ -41,7 +41,7 @@ from .suite import CLEAN, EXTERNAL_LIBRARIES, AttackEntry, DefenseEntry, Suite, 
 from .whitebox import attack_kind, attacked_model, eot_samples, whitebox_params
 from .workspace import (ADV_FOLDER, Acceleration, Cell, adv_file, build_defenses, craft,  # noqa: F401
                         expand_models, now, open_workspace, resolve_models)  # (F401: the runner's API)
-from .zoo import CheckpointError
+from .zoo import CheckpointError, create_model
 from .zoo.derived import describe as describe_derived
 
 ATTACKED = {"white-box": "white-box: each defense itself",
@@ -87,6 +87,7 @@ def run_suite(config: RunConfig) -> RunResult:
     suite = config.suite
     executor = create_executor(config.executor, config.ray)  # a missing Ray stops the run before any work
     _check_names(suite)  # before any model is loaded or trained
+    _check_values(suite)  # the same, for the attacks' parameter values (on stand-in models)
     if config.models_dir is not None and not config.models_dir.is_dir():
         raise CheckpointError(f"the pretrained models folder (--models or $RBE_MODELS) {config.models_dir} "
                               "does not exist")
@@ -254,17 +255,29 @@ def _check_parameter_names(target, params: dict, what: str) -> None:
                          f"(it takes: {', '.join(accepted)})")
 
 
-def _check_attacks(suite: Suite, models: dict, defenses: dict) -> None:
-    """Builds every attack once so that a bad parameter value stops the run before any work."""
+def _check_values(suite: Suite) -> None:
+    """Builds every attack once on stand-in models (a randomly initialised CIFAR ResNet-20: residual, as SGM needs;
+    two of them at least, as AdaEA needs) so that a bad parameter value (``fusion = "logit"``) stops the run before
+    any model is loaded or trained; :func:`_check_attacks` builds them again on the real models."""
+    stand_in = create_model("resnet20_a").eval()
     for entry in suite.attacks:
-        targets = [attacked_model(entry, next(iter(defenses.values())))] if entry.whitebox else \
-            expand_models(models, entry.surrogates)
-        try:  # an unknown name raises UnknownAttackError (with the closest names) from create_attack
-            params = whitebox_params(entry, randomised=True) if entry.whitebox else entry.params
-            create_attack(entry.attack, targets, eps=suite.eps[0], norm=suite.norm, seed=suite.seed,
-                          **at_eps(params, suite.eps[0]))
-        except (TypeError, ValueError) as error:
-            raise SuiteError(f"attack {entry.name!r} ({entry.attack}): {error}") from None
+        _build_attack(suite, entry, [stand_in] * (1 if entry.whitebox else max(2, len(entry.surrogates))))
+
+
+def _check_attacks(suite: Suite, models: dict, defenses: dict) -> None:
+    """Builds every attack once on its real models so that a bad parameter value stops the run before any work."""
+    for entry in suite.attacks:
+        _build_attack(suite, entry, [attacked_model(entry, next(iter(defenses.values())))] if entry.whitebox
+                      else expand_models(models, entry.surrogates))
+
+
+def _build_attack(suite: Suite, entry: AttackEntry, targets: list) -> None:
+    try:  # an unknown name raises UnknownAttackError (with the closest names) from create_attack
+        params = whitebox_params(entry, randomised=True) if entry.whitebox else entry.params
+        create_attack(entry.attack, targets, eps=suite.eps[0], norm=suite.norm, seed=suite.seed,
+                      **at_eps(params, suite.eps[0]))
+    except (TypeError, ValueError) as error:
+        raise SuiteError(f"attack {entry.name!r} ({entry.attack}): {error}") from None
 
 
 def _model_identity(name: str, provenance: dict) -> dict:

@@ -149,13 +149,16 @@ def test_bad_attack_in_a_suite_file(old, new, expected, tmp_path, monkeypatch, c
 
 
 def test_a_suite_typo_stops_the_run_before_any_model_is_loaded(tmp_path, monkeypatch, capsys, slice_path):
-    """Attack names, parameter names and defense kinds are judged from the suite alone: no model is needed."""
+    """Attack names, parameter names and values and defense kinds are judged from the suite alone: no model is
+    needed (the values on stand-in models)."""
     from robustbench_ens import workspace
 
     monkeypatch.setattr(workspace, "resolve_models", lambda *a, **k: pytest.fail("models were loaded"))
     path = tmp_path / "s.toml"
     for old, new, expected in (("steps = 5, decay", "stepz = 5, decay", "unknown parameter stepz"),
-                               ('kind = "ensemble"', 'kind = "ensembel"', "did you mean ensemble")):
+                               ('kind = "ensemble"', 'kind = "ensembel"', "did you mean ensemble"),
+                               ("steps = 5, decay", 'steps = "five", decay', "steps must be an integer"),
+                               ('fusion = "logits"', 'fusion = "logit"', "fusion must be one of")):
         assert old in SMOKE.read_text()
         path.write_text(SMOKE.read_text().replace(old, new, 1))
         assert main(["--suite", str(path), "--data", str(slice_path), "--models", str(tmp_path)]) == 2
