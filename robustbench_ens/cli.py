@@ -20,7 +20,7 @@ from .suite import apply_overrides, load_suite, shipped_suites
 
 EPILOG = """\
 examples:
-  python run_all.py --suite cifar10 --data ../shared/data/cifar10_slice.npz --models ../shared/models
+  python run_all.py --suite cifar10 --data ../shared/data/cifar10.npz --models ../shared/models
   python run_all.py --suite smoke --n-examples 32 --eps 4/255,8/255 --out /tmp/smoke
   python run_all.py --suite cifar10 --attacks Ens --defenses DVERGE-s0-3xRN20,RN4B-AT2 --out /tmp/part
   python run_all.py --suite cifar10 --executor ray --ray-address auto --out /mnt/shared/runs/cifar10

@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +125,10 @@ def _load_npz(path: Path) -> CIFAR10:
             return CIFAR10(x_train=arrays["x_train"], y_train=arrays["y_train"].astype(np.int64),
                            x_test=arrays["x_test"], y_test=arrays["y_test"].astype(np.int64),
                            source=str(path), file_sha256=_file_sha256(path))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile) as error:  # a truncated file is a BadZipFile
+        if "pickle" in str(error):
+            raise DataError(f"{path} holds Python objects (pickled arrays), which are never loaded: save x_train, "
+                            "y_train, x_test and y_test as plain numeric arrays (np.savez)") from None
         raise DataError(f"cannot read {path} as an .npz: {error}") from None
 
 

@@ -329,7 +329,8 @@ def _slice_text(suite: Suite, changes: dict) -> str:
         if key in changes and len(changes[key]) < len(getattr(suite, key)):
             parts.append(f"{len(changes[key])} of its {len(getattr(suite, key))} {what}s")
     if "eps" in changes and set(changes["eps"]) != set(suite.eps):
-        parts.append(f"eps {', '.join(fmt_eps(e) for e in changes['eps'])} of its "
+        relation = "of" if set(changes["eps"]) < set(suite.eps) else "instead of"
+        parts.append(f"eps {', '.join(fmt_eps(e) for e in changes['eps'])} {relation} its "
                      f"{', '.join(fmt_eps(e) for e in suite.eps)}")
     if changes.get("n_examples", suite.n_examples) < suite.n_examples:
         parts.append(f"the first {changes['n_examples']} of its {suite.n_examples} test points")
@@ -342,6 +343,8 @@ def _select(entries, names, what):
     """The entries named (an attack run on several pools is also named by its family: ``Ens`` is every ``Ens@pool``),
     in the order named."""
     by_name: dict[str, list] = {}
+    if not names:
+        raise SuiteError(f"--{what}s names no {what} (it takes a comma-separated list of the suite's {what}s)")
     for entry in entries:
         by_name.setdefault(entry.name, []).append(entry)
         if getattr(entry, "family", "") not in ("", entry.name):
@@ -642,10 +645,7 @@ def _dupes(names) -> list[str]:
 
 def _int(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            value = int(str(value))
-        except ValueError:
-            raise SuiteError(f"{what} must be an integer, got {value!r}") from None
+        raise SuiteError(f"{what} must be an integer, got {value!r}")
     return value
 
 

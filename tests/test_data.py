@@ -69,7 +69,7 @@ def test_batch_with_code_is_refused(tmp_path):
         load_cifar10(folder, download=False)
 
 
-@pytest.mark.parametrize("problem", ["missing", "keys", "shape", "labels"])
+@pytest.mark.parametrize("problem", ["missing", "keys", "shape", "labels", "truncated", "objects"])
 def test_bad_npz(tmp_path, problem):
     path = tmp_path / "d.npz"
     arrays = {"x_train": np.zeros((4, 32, 32, 3), np.uint8), "y_train": np.zeros(4, np.uint8),
@@ -80,9 +80,14 @@ def test_bad_npz(tmp_path, problem):
         arrays["x_test"] = np.zeros((2, 28, 28), np.uint8)
     if problem == "labels":
         arrays["y_test"] = np.array([0, 12], np.uint8)
+    if problem == "objects":
+        arrays["y_test"] = np.array([0, None], dtype=object)
     if problem != "missing":
         np.savez(path, **arrays)
-    with pytest.raises(DataError):
+    if problem == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    message = {"truncated": "cannot read .* as an .npz", "objects": "Python objects"}.get(problem, "")
+    with pytest.raises(DataError, match=message):
         load_cifar10(path)
 
 

@@ -44,8 +44,11 @@ def test_overrides():
     assert apply_overrides(load_suite("smoke"), eps=["8/255", "4/255", "8/255"]).eps == (8 / 255, 4 / 255), "once each"
     smoke = load_suite("smoke")
     assert suite.slice == (f"1 of its {len(smoke.attacks)} attacks; 1 of its {len(smoke.defenses)} defenses; eps 2/255 "
-                           f"of its {', '.join(f'{round(e * 255)}/255' for e in smoke.eps)}; the first 8 of its "
+                           f"instead of its {', '.join(f'{round(e * 255)}/255' for e in smoke.eps)}; the first 8 of its "
                            f"{smoke.n_examples} test points; seed 3 instead of its 0")
+    assert apply_overrides(smoke, eps=["8/255"]).slice == "eps 8/255 of its 4/255, 8/255", "a subset of its eps"
+    assert apply_overrides(smoke, eps=["4/255", "8/255", "16/255"]).slice == \
+        "eps 4/255, 8/255, 16/255 instead of its 4/255, 8/255", "more eps than it has"
     assert load_suite("smoke").slice == "" and apply_overrides(smoke, device="cpu", n_examples=10_000).slice == "", \
         "what does not shrink the grid is no slice"
 
@@ -56,6 +59,9 @@ def test_overrides():
     ({"defenses": ["x"]}, "unknown defense"),
     ({"n_examples": 0}, ">= 1"),
     ({"eps": []}, "at least one"),
+    ({"attacks": []}, "--attacks names no attack"),
+    ({"defenses": []}, "--defenses names no defense"),
+    ({"n_examples": "16"}, "must be an integer"),
 ])
 def test_bad_overrides(kwargs, match):
     with pytest.raises(SuiteError, match=match):
