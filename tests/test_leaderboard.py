@@ -560,3 +560,21 @@ def test_the_strongest_attack_cell_names_at_most_two_tied_attacks():
     assert cell("PGD") == "PGD: 2.4"
     assert cell("PGD, Square") == "PGD, Square: 2.4"
     assert cell("PGD-50#2, PGD-50#3, PGD-50#4") == "PGD-50#2 and 2 more: 2.4"
+
+
+@pytest.mark.parametrize("width", [3.6, 6.0, 12.0])
+def test_a_long_figure_title_is_wrapped_inside_the_figure(width):
+    """A one-panel heatmap is narrower than its setting line: the title wraps instead of being clipped."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from robustbench_ens.leaderboard.plots import suptitle
+
+    fig = Figure(figsize=(width, 3), layout="constrained")
+    fig.subplots()
+    suptitle(fig, "Robust accuracy (%) - smoke: first 16 test points, Linf transfer/white-box attacks, 1 seed (0)"
+             "\nsecond line")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    box, frame = fig._suptitle.get_window_extent(canvas.get_renderer()), fig.bbox
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1, (box, frame)

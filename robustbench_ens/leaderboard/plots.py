@@ -37,6 +37,13 @@ def setting_line(lb: Leaderboard, setting: dict) -> str:
             f"{kinds_text} attacks, {seeds_text(lb, setting)}")
 
 
+def suptitle(fig: Figure, text: str, fontsize: int = 11) -> None:
+    """``text`` as the figure's title, each line wrapped to the figure's width (a one-panel heatmap is narrower than
+    its setting line, which was clipped on both sides)."""
+    chars = max(30, int(fig.get_figwidth() * 72 / (0.6 * fontsize)) - 4)  # an average glyph: 0.6 em wide
+    fig.suptitle("\n".join(plain(line, chars) for line in text.split("\n")), fontsize=fontsize)
+
+
 def _png(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
@@ -117,7 +124,7 @@ def heatmap_png(lb: Leaderboard, setting: dict) -> bytes:
     if image is not None:
         cb = fig.colorbar(image, ax=list(axes[:max(len(eps), 1)]), shrink=0.9, pad=0.02)
         cb.set_label("robust accuracy (%)")
-    fig.suptitle(plain("Robust accuracy (%) - " + setting_line(lb, setting)), fontsize=11)
+    suptitle(fig, "Robust accuracy (%) - " + setting_line(lb, setting))
     return _png(fig)
 
 
@@ -195,7 +202,7 @@ def robust_vs_eps_png(lb: Leaderboard, setting: dict, threat: str = "overall") -
     ax.grid(True, alpha=0.35)
     _label_line_ends(ax, fig, ends, max(ticks, default=0.0) + 0.06 * span)
     title = "Per-example worst case over " + THREAT_TITLES[threat] + " vs ε"
-    fig.suptitle(plain(title + "\n" + setting_line(lb, setting)), fontsize=11)
+    suptitle(fig, title + "\n" + setting_line(lb, setting))
     return _png(fig)
 
 
