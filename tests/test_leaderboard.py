@@ -578,3 +578,23 @@ def test_a_long_figure_title_is_wrapped_inside_the_figure(width):
     canvas.draw()
     box, frame = fig._suptitle.get_window_extent(canvas.get_renderer()), fig.bbox
     assert frame.x0 <= box.x0 and box.x1 <= frame.x1, (box, frame)
+
+
+def test_cells_of_the_plan_that_have_not_run_are_missing_not_absent():
+    """A partial publication (--publish-only before the grid finished): an attack planned at an eps with no cell
+    yet is a row of '—' at that eps, and the defenses' worst cases there are marked incomplete."""
+    robust = {("Ens", E4, "d"): 0.6, ("Ens", E8, "d"): 0.5, ("Ens", E4, "e"): 0.7, ("Ens", E8, "e"): 0.4,
+              ("PGD", E4, "d"): 0.2}  # PGD has not run at 8/255 nor on e; Ens-probs not at all
+    setting = {"suite": "toy", "threat": {"eps": [E4, E8], "headline_eps": E8},
+               "attacks": [{"name": "Ens", "kind": "transfer", "eps": [E4, E8]},
+                           {"name": "Ens-probs", "kind": "transfer", "eps": [E4, E8]},
+                           {"name": "PGD", "kind": "white-box", "eps": [E4, E8]}]}
+    lb = build(_grid_cells(robust), setting)
+    assert lb.headline_eps == E8 and lb.matrix_rows(E8) == ["clean", "Ens", "Ens-probs", "PGD"]
+    assert not lb.matrix_stat(E8, "Ens-probs", "d").has_value
+    for defense in ("d", "e"):
+        head = next(r for r in lb.defense_ranking if r["defense"] == defense)
+        assert not head["complete"] and "Ens-probs" in head["missing_attacks"], head
+    transfer_only = build(_grid_cells({k: v for k, v in robust.items() if k[0] == "Ens"}),
+                          {**setting, "attacks": setting["attacks"][:1]})
+    assert all(not r["missing_attacks"] for r in transfer_only.defense_ranking), "everything planned ran"

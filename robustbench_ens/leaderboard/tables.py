@@ -374,6 +374,13 @@ def _groups(setting: dict) -> dict[str, str]:
             if isinstance(d, dict) and "name" in d and d.get("group")}
 
 
+def planned_eps(setting: dict) -> dict[str, frozenset]:
+    """The budgets each attack of the setting is planned at (its ``eps``; settings written before it had one plan
+    nothing, and the cells alone say what ran)."""
+    return {str(a["name"]): frozenset(canonical_eps(float(e)) for e in a["eps"]) for a in setting.get("attacks") or []
+            if isinstance(a, dict) and "name" in a and isinstance(a.get("eps"), list)}
+
+
 def planned_defenses(setting: dict) -> dict[str, frozenset]:
     """The attacks of the setting that run on a subset of the defenses, and that subset."""
     return {str(a["name"]): frozenset(a["defenses"]) for a in setting.get("attacks") or []
@@ -403,10 +410,11 @@ def build(cells: pd.DataFrame, setting: dict, outcomes: dict | None = None,
                                          if "suite" in df.columns and df["suite"].notna().any()
                                          else "leaderboard"))
     att = df[df["attack"] != CLEAN]
-    eps_list = sorted(set(att["eps"]))
-    attacks = _ordered(_names(setting, "attacks"), list(att["attack"]))
+    plan = planned_eps(setting)  # a cell of the plan that has not run is missing, not absent from the grid
+    eps_list = sorted(set(att["eps"]) | {e for budgets in plan.values() for e in budgets})
+    attacks = _ordered(_names(setting, "attacks"), list(att["attack"]) + [a for a in plan if plan[a]])
     defenses = _ordered(_names(setting, "defenses"), list(df["defense"]))
-    attacks_at = {e: [a for a in attacks if a in set(att.loc[att["eps"] == e, "attack"])]
+    attacks_at = {e: [a for a in attacks if a in set(att.loc[att["eps"] == e, "attack"]) or e in plan.get(a, ())]
                   for e in eps_list}
     clean_cell, clean_acc = _clean_stats(df, defenses)
     seeds = sorted(set(df["seed"].dropna()), key=lambda s: (str(type(s)), s))
