@@ -8,6 +8,7 @@ and :func:`check_writable_file` tell before any work whether a folder or a file 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager, suppress
@@ -47,6 +48,21 @@ def write_with(path: Path, writer: Callable[[Path], None]) -> Path:
     with atomic_path(path) as tmp:
         writer(tmp)
     return Path(path)
+
+
+def write_files(folder: Path, contents: dict[str, bytes | str]) -> list[Path]:
+    """Every file of ``contents`` (name in ``folder`` -> bytes or text), each atomically, once the folder is known to
+    have room for them all: a set of files rendered together (a leaderboard) is not left half old, half new for
+    want of space. Raises :class:`UnwritableFolderError` (nothing written) when it has not."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {name: body.encode("utf-8") if isinstance(body, str) else body for name, body in contents.items()}
+    needed = sum(len(body) for body in data.values()) + 2**20  # and a MiB for the file system's own blocks
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise UnwritableFolderError(f"{folder} has {free / 2**20:.1f} MiB free, {needed / 2**20:.1f} MiB are needed "
+                                    f"to write its {len(data)} files; nothing was written")
+    return [write_bytes(folder / name, body) for name, body in data.items()]
 
 
 class UnwritableFolderError(OSError):

@@ -130,9 +130,13 @@ def run_suite(config: RunConfig) -> RunResult:
                            randomised)
         if result.not_run:
             setting["not_run"] = {"cells": len(cells), "attacks": result.not_run}
-        result.leaderboard_files = write_leaderboard(
-            result.cells, setting, config.leaderboard_dir, store.outcomes(result.cells["cell_id"]),
-            certificates=_certificates(suite, defenses, images, labels, device))
+        try:
+            result.leaderboard_files = write_leaderboard(
+                result.cells, setting, config.leaderboard_dir, store.outcomes(result.cells["cell_id"]),
+                certificates=_certificates(suite, defenses, images, labels, device))
+        except atomic.UnwritableFolderError as error:  # a full disk after hours of work: the cells are safe
+            raise atomic.UnwritableFolderError(f"{error} (the cells are saved in {config.out_dir}: once there is "
+                                               "room, run the same command with --publish-only)") from None
         if config.leaderboard_dir.resolve().parent.name == "leaderboards":  # a published suite: the front page too
             result.leaderboard_files += write_front_page(config.leaderboard_dir.resolve().parent)
     return result

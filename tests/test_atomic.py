@@ -24,6 +24,19 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]
 
 
+def test_a_set_of_files_is_written_only_where_there_is_room_for_all(tmp_path, monkeypatch):
+    import collections
+    import shutil
+
+    folder = tmp_path / "lb"
+    assert atomic.write_files(folder, {"a.csv": "old a", "b.png": b"old b"}) == [folder / "a.csv", folder / "b.png"]
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**30, 2**30 - 2**20, 2**20))  # 1 MiB free
+    with pytest.raises(atomic.UnwritableFolderError, match="1.0 MiB free.*2 files; nothing was written"):
+        atomic.write_files(folder, {"a.csv": "new a", "b.png": b"new b"})
+    assert (folder / "a.csv").read_text() == "old a" and (folder / "b.png").read_bytes() == b"old b"
+
+
 def test_writer_that_raises_leaves_nothing(tmp_path):
     def half_then_crash(path):
         path.write_text("half")

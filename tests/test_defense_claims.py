@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustbench_ens.leaderboard.per_example import write_per_example
+from robustbench_ens.leaderboard.per_example import per_example_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import defense_claims  # noqa: E402
@@ -73,7 +73,7 @@ def test_paired_comparison_by_hand():
 
 
 def _folder(tmp_path, outcomes, transfer_003=0.7):
-    write_per_example(tmp_path / "per_example.csv.gz", outcomes)
+    (tmp_path / "per_example.csv.gz").write_bytes(per_example_bytes(outcomes))
     (tmp_path / "leaderboard.json").write_text(json.dumps(
         {"setting": {"attacks": [{"name": k, "kind": v} for k, v in KINDS.items()]}}))
     pd.DataFrame([{"defense": "DVERGE-ours-3xRN20", "threat_model": "overall", "transfer:worst_robust_acc@0.01": 0.8,

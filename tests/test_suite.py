@@ -43,9 +43,9 @@ def test_overrides():
     assert (suite.n_examples, suite.device, suite.seed) == (8, "cpu", 3)
     assert apply_overrides(load_suite("smoke"), eps=["8/255", "4/255", "8/255"]).eps == (8 / 255, 4 / 255), "once each"
     smoke = load_suite("smoke")
-    assert suite.slice == (f"1 of its {len(smoke.attacks)} attacks; 1 of its {len(smoke.defenses)} defenses; eps 2/255 "
-                           f"instead of its {', '.join(f'{round(e * 255)}/255' for e in smoke.eps)}; the first 8 of its "
-                           f"{smoke.n_examples} test points; seed 3 instead of its 0")
+    assert suite.slice == (f"1 of its {len(smoke.attacks)} attacks; 1 of its {len(smoke.defenses)} defenses; "
+                           f"eps 2/255 instead of its {', '.join(f'{round(e * 255)}/255' for e in smoke.eps)}; the "
+                           f"first 8 of its {smoke.n_examples} test points; seed 3 instead of its 0")
     assert apply_overrides(smoke, eps=["8/255"]).slice == "eps 8/255 of its 4/255, 8/255", "a subset of its eps"
     assert apply_overrides(smoke, eps=["4/255", "8/255", "16/255"]).slice == \
         "eps 4/255, 8/255, 16/255 instead of its 4/255, 8/255", "more eps than it has"

@@ -14,7 +14,7 @@
 Modules: :mod:`.tables` (numbers), :mod:`.worst_case` (per-example worst case), :mod:`.comparisons`
 and :mod:`.stats` (intervals, paired tests), :mod:`.per_example` (the per-example file),
 :mod:`.views` (display tables), :mod:`.page` (sections), :mod:`.markdown` / :mod:`.html`
-(renderers), :mod:`.plots`, :mod:`.files` (atomic writes), :mod:`.format` (eps and percent text).
+(renderers), :mod:`.plots`, :mod:`.files` (CSV and JSON text), :mod:`.format` (eps and percent text).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from .. import atomic
 from . import comparisons, files, html, markdown, page, plots, tables
 from .format import fmt_eps
 from .per_example import FILENAME as PER_EXAMPLE
-from .per_example import per_example_frame, write_per_example
+from .per_example import per_example_bytes, per_example_frame
 from .tables import Leaderboard, build
 from .worst_case import THREAT_MODELS
 
@@ -107,26 +107,23 @@ def write_leaderboard(cells: pd.DataFrame, setting: dict, out_dir: Path, outcome
     ``certificates``: ``(defense, eps) -> certified points`` (:mod:`robustbench_ens.certify`), a floor checked
     against the attacks and shown beside the worst case."""
     setting = setting or {}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     lb = build(cells, setting, outcomes, certificates)
     paired = comparisons.paired_frame(lb)
-    written = [
-        files.write_csv(out / "matrix.csv", tables.matrix_frame(lb)),
-        files.write_csv(out / "defenses.csv", tables.defenses_frame(lb)),
-        files.write_csv(out / "attacks.csv", tables.attacks_frame(lb)),
-        files.write_csv(out / "cells.csv", tables.cells_frame(cells)),
-        files.write_json(out / "leaderboard.json", leaderboard_json(lb, setting, cells)),
-        files.write_json(out / "entries.json", robustbench_entries(lb, setting)),
-        write_per_example(out / PER_EXAMPLE, per_example_frame(lb)),
-        files.write_csv(out / "success.csv", comparisons.success_frame(lb)),
-        files.write_csv(out / "paired_tests.csv", paired),
-    ]
     images = {page.HEATMAP: plots.heatmap_png(lb, setting),
               **{page.robust_vs_eps_file(threat): plots.robust_vs_eps_png(lb, setting, threat)
                  for threat in page.plotted_threats(lb)}}
-    written += [atomic.write_bytes(out / name, data) for name, data in images.items()]
     blocks = page.build_page(lb, setting, paired)
-    written.append(atomic.write_text(out / "README.md", markdown.render(blocks)))
-    written.append(atomic.write_text(out / "index.html", html.render(blocks, images)))
-    return written
+    # everything rendered before the first file is written: a failure leaves the old leaderboard as it was
+    return atomic.write_files(Path(out_dir), {
+        "matrix.csv": files.csv_text(tables.matrix_frame(lb)),
+        "defenses.csv": files.csv_text(tables.defenses_frame(lb)),
+        "attacks.csv": files.csv_text(tables.attacks_frame(lb)),
+        "cells.csv": files.csv_text(tables.cells_frame(cells)),
+        "leaderboard.json": files.json_text(leaderboard_json(lb, setting, cells)),
+        "entries.json": files.json_text(robustbench_entries(lb, setting)),
+        PER_EXAMPLE: per_example_bytes(per_example_frame(lb)),
+        "success.csv": files.csv_text(comparisons.success_frame(lb)),
+        "paired_tests.csv": files.csv_text(paired),
+        **images,
+        "README.md": markdown.render(blocks),
+        "index.html": html.render(blocks, images)})

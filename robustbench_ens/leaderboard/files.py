@@ -1,4 +1,4 @@
-"""The CSV / JSON encodings of the leaderboard, written atomically (see ``robustbench_ens.atomic``)."""
+"""The CSV and JSON encodings of the leaderboard (written with its other files by ``atomic.write_files``)."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import atomic
 
-def write_csv(path: Path, df: pd.DataFrame) -> Path:
+def csv_text(df: pd.DataFrame) -> str:
     """CSV without the index; NaN as an empty field."""
-    return atomic.write_text(path, df.to_csv(index=False, lineterminator="\n"))
+    return df.to_csv(index=False, lineterminator="\n")
+
 
 
 def to_jsonable(x: Any) -> Any:
@@ -47,7 +47,7 @@ def to_jsonable(x: Any) -> Any:
     return str(x)
 
 
-def write_json(path: Path, obj: Any) -> Path:
+def json_text(obj: Any) -> str:
     """Strict JSON (``allow_nan=False``): every NaN has become ``null`` first."""
-    text = json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False)
-    return atomic.write_text(path, text + "\n")
+    return json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+

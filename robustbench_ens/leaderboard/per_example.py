@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .. import atomic
 
 if TYPE_CHECKING:
     from .tables import Leaderboard
@@ -50,13 +49,14 @@ def _attack_order(lb: Leaderboard, attack: str) -> int:
     return lb.attacks.index(attack) if attack in lb.attacks else -1
 
 
-def write_per_example(path: Path, frame: pd.DataFrame) -> Path:
-    """Writes ``frame`` as a reproducible gzip'd CSV, atomically."""
+def per_example_bytes(frame: pd.DataFrame) -> bytes:
+    """``frame`` as a reproducible gzip'd CSV."""
     text = frame.to_csv(index=False, lineterminator="\n")
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as archive:
         archive.write(text.encode("utf-8"))
-    return atomic.write_bytes(Path(path), buffer.getvalue())
+    return buffer.getvalue()
+
 
 
 def read_per_example(path: Path) -> pd.DataFrame:
