@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2, help="iterations per attack call (default 2)")
     parser.add_argument("--batch", type=int, default=128, help="images per call (default 128)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of default, tuned, tuned, default (default 2)")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "allocator_ab_cpu.json")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "allocator_ab_cpu.json",
+                        help="JSON results (default: benchmarks/results/allocator_ab_cpu.json, replaced)")
     parser.add_argument("--child", choices=("default", "tuned"), help=argparse.SUPPRESS)  # one measuring process
     args = parser.parse_args(argv)
     if args.child:

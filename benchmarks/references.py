@@ -458,20 +458,20 @@ def parse_args(argv=None):
                     "Prints a markdown table and writes JSON.",
         epilog="The official code is imported from your own copies (never from this repository): "
                "git checkouts of github.com/huanranchen/AdversarialAttacks and github.com/CHENBIN99/AdaEA, "
-               "or any folder holding their attacks/ resp. attack/ package.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               "or any folder holding their attacks/ resp. attack/ package.")
     parser.add_argument("--cwa-code", type=Path, default=os.environ.get("RBE_CWA_CODE"),
                         help="folder of a copy of huanranchen/AdversarialAttacks (default: $RBE_CWA_CODE)")
     parser.add_argument("--adaea-code", type=Path, default=os.environ.get("RBE_ADAEA_CODE"),
                         help="folder of a copy of CHENBIN99/AdaEA (default: $RBE_ADAEA_CODE)")
     parser.add_argument("--compare", default=",".join(COMPARISONS),
-                        help=f"comma-separated subset of {', '.join(COMPARISONS)}")
-    parser.add_argument("--device", default="cuda" if cuda else "cpu", help="cpu or cuda[:i]")
+                        help=f"comma-separated subset of {', '.join(COMPARISONS)} (default: all)")
+    parser.add_argument("--device", default="cuda" if cuda else "cpu",
+                        help="cpu or cuda[:i] (default: cuda where there is one, else cpu)")
     parser.add_argument("--n", type=int, default=None, help="number of test images (default: 512 on cuda, 32 on cpu)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: 512 on cuda, 32 on cpu)")
     parser.add_argument("--eps", default=None,
                         help="comma-separated Linf budgets, in units of 1/255 (default: 8,16 on cuda, 8 on cpu)")
-    parser.add_argument("--steps", type=int, default=10, help="attack iterations")
+    parser.add_argument("--steps", type=int, default=10, help="attack iterations (default 10)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed runs of each attack after its warm-up; the minimum is reported "
                              "(default: 3 on cuda, 1 on cpu)")
@@ -479,11 +479,13 @@ def parse_args(argv=None):
                         help="torch intra-op threads (default: 1 on cpu, where process CPU time then measures the "
                              "work even on a shared machine; torch's choice on cuda)")
     parser.add_argument("--seed", type=int, default=0, help="seed of our attacks and of the global RNG "
-                        "before each official AdaEA run")
-    parser.add_argument("--surrogates", default=",".join(SURROGATES), help="comma-separated surrogate models")
+                        "before each official AdaEA run (default 0)")
+    parser.add_argument("--surrogates", default=",".join(SURROGATES),
+                        help=f"comma-separated surrogate models (default: {','.join(SURROGATES)})")
     parser.add_argument("--targets", default=",".join(TARGETS),
                         help="comma-separated held-out targets: a model name, or an ensemble prefix NAME "
-                             "whose NAME_m*.safetensors members are averaged (mean softmax)")
+                             "whose NAME_m*.safetensors members are averaged (mean softmax; default: "
+                             f"{','.join(TARGETS)})")
     parser.add_argument("--models-dir", type=Path,
                         default=Path(os.environ.get("RBE_MODELS") or REPO.parent / "shared" / "models"),
                         help="folder of the safetensors checkpoints (default: $RBE_MODELS or ../shared/models)")
@@ -492,8 +494,8 @@ def parse_args(argv=None):
                                      "cifar10_slice.npz"),
                         help="CIFAR-10 data (default: $RBE_DATA or ../shared/data/cifar10_slice.npz)")
     parser.add_argument("--no-diagnostics", dest="diagnostics", action="store_false",
-                        help="leave out the diagnostic runs (patched official AdaEA; ours without its "
-                             "1e-12 clamp and, for AdaEA, with the official DRF cosine)")
+                        help="leave out the diagnostic runs, which run by default (patched official AdaEA; ours "
+                             "without its 1e-12 clamp and, for AdaEA, with the official DRF cosine)")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON results (default: benchmarks/results/references_<device type>.json)")
     args = parser.parse_args(argv)

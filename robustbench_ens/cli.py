@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        kept = f"the finished cells are saved in {out_dir}; " if out_dir else ""
+        kept = f"the finished cells are saved in {out_dir}; " if out_dir and out_dir.is_dir() else \
+            "no cell had finished; "
         print(f"\ninterrupted: {kept}run the same command to resume", file=sys.stderr)
         return 130
     retried = f" ({result.retried} of them failed before and were retried)" if result.retried else ""

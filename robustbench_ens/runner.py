@@ -413,5 +413,9 @@ def _origin_text(provenance: dict) -> str:
         return f"pretrained file {Path(str(provenance.get('source', ''))).name}{about} (licence: {licence})"
     if provenance.get("origin") in EXTERNAL_LIBRARIES:  # loaded by robustbench or timm (zoo.external)
         return f"{provenance['source']}{about}"
-    return (f"trained here by the zoo ({provenance.get('origin')}; recipe "
-            f"{json.dumps(provenance.get('recipe', {}), sort_keys=True)}, clean acc {provenance.get('clean_acc')})")
+    when = {"trained": "in this run", "cache": "cached from an earlier run"}.get(provenance.get("origin"),
+                                                                                provenance.get("origin"))
+    accuracy = provenance.get("clean_acc")
+    accuracy = f", {100 * accuracy:.1f} % clean accuracy on the test split" if isinstance(accuracy, float) else ""
+    return (f"trained here by the zoo ({when}; recipe {json.dumps(provenance.get('recipe', {}), sort_keys=True)}"
+            f"{accuracy})")

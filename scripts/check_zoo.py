@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="CIFAR-10 .npz whose whole test set is used (default: ../shared/data/cifar10.npz)")
     parser.add_argument("--only", help="comma-separated file stems to check (default: every file)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=500, help="images per forward pass (default 500)")
     parser.add_argument("--tolerance", type=float, default=0.05, help="points of accuracy (default 0.05)")
     args = parser.parse_args(argv)
     stems = sorted(path.name.removesuffix(".safetensors") for path in args.models.glob("*.safetensors"))

@@ -133,7 +133,9 @@ def report(rows: pd.DataFrame, source: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog="Writes defense_claims.csv and defense_claims.md into the leaderboard "
+                                            "folder, replacing any there.")
     parser.add_argument("leaderboard", type=Path, help="a leaderboard folder with per_example.csv.gz")
     parser.add_argument("--pair", nargs=2, action="append", default=[], metavar=("A", "B"),
                         help="also compare defense A with defense B (repeatable)")

@@ -133,7 +133,9 @@ def report(rows: pd.DataFrame, source: Path, success: pd.DataFrame | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog="Writes claims.csv and claims.md into the leaderboard folder, replacing "
+                                            "any there.")
     parser.add_argument("leaderboard", type=Path, help="a leaderboard folder with paired_tests.csv")
     args = parser.parse_args(argv)
     source = args.leaderboard / "paired_tests.csv"

@@ -186,7 +186,12 @@ def test_an_interrupted_run_says_how_to_resume(tmp_path, monkeypatch, capsys, sl
 
     monkeypatch.setattr(robustbench_ens.runner, "run_suite", interrupted)
     monkeypatch.chdir(tmp_path)
-    assert main(["--suite", "smoke", "--data", str(slice_path), "--out", str(tmp_path / "run")]) == 130
+    command = ["--suite", "smoke", "--data", str(slice_path), "--out", str(tmp_path / "run")]
+    assert main(command) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: no cell had finished; run the same command to resume" in err, "no run folder yet"
+    (tmp_path / "run").mkdir()
+    assert main(command) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and str(tmp_path / "run") in err and "run the same command to resume" in err
     assert "Traceback" not in err

@@ -1,6 +1,7 @@
 """The runner end to end on the smoke suite: grid, crafting once, store, resume after SIGKILL."""
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -147,7 +148,9 @@ def test_models_absent_from_models_dir_are_trained_and_cached(tmp_path, slice_pa
     cached = sorted(p.name.split("-")[0] for p in (tmp_path / "cache").glob("*.safetensors"))
     assert cached == ["baseline_m0", "baseline_m1", "resnet20_a", "resnet32_a"]
     assert len(list((tmp_path / "cache").glob("*.json"))) == 4
-    assert "trained here by the zoo" in (tmp_path / "lb" / "README.md").read_text()
+    page = (tmp_path / "lb" / "README.md").read_text()
+    assert "trained here by the zoo (in this run; recipe" in page
+    assert re.search(r"recipe \{[^}]*\}, \d+\.\d % clean accuracy on the test split\)", page), "a percentage"
 
 
 def test_a_model_the_zoo_cannot_reproduce_is_never_replaced(tmp_path, slice_path):
