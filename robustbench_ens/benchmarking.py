@@ -29,7 +29,7 @@ from torch import nn
 from .leaderboard.format import fmt_eps
 from .leaderboard.worst_case import THREAT_MODELS
 from .runner import RunConfig, run_suite
-from .suite import SUPPLIED, DefenseEntry, ModelEntry, Suite, SuiteError, apply_overrides, load_suite
+from .suite import SUPPLIED, DefenseEntry, ModelEntry, Suite, apply_overrides, load_suite
 
 THREATS = ("overall", *(t for t in THREAT_MODELS if t != "overall"))
 
@@ -66,11 +66,11 @@ class BenchmarkResult:
 def benchmark(model: nn.Module, suite: str | Suite = "cifar10", *, members: list[nn.Module] | None = None,
               name: str = "my-defense", data: str | None = None, models: str | Path | None = None,
               out: str | Path | None = None, published: str | Path | None = None, n_examples: int | None = None,
-              cache: str | Path | None = None, progress: bool = True) -> BenchmarkResult:
+              cache: str | Path | None = None, device: str | None = None, progress: bool = True) -> BenchmarkResult:
     """Runs ``suite``'s attacks on ``model`` (images in [0, 1] -> logits) and ranks it; see the module docstring."""
     base = load_suite(suite) if isinstance(suite, str) else suite
-    if n_examples is not None:
-        base = apply_overrides(base, n_examples=n_examples)
+    if n_examples is not None or device is not None:
+        base = apply_overrides(base, n_examples=n_examples, device=device)
     if not isinstance(model, nn.Module) or not all(isinstance(m, nn.Module) for m in members or []):
         raise TypeError("model (and every member) must be an nn.Module mapping images in [0, 1] to logits")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or name in base.models:
@@ -148,16 +148,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", help="the suite's pretrained checkpoints (default: $RBE_MODELS)")
     parser.add_argument("--out", help="run folder whose transfer sets are reused (default: runs/<suite>)")
     parser.add_argument("--n-examples", type=int, help="the first N test points (default: the suite's)")
+    parser.add_argument("--cache", help="where models trained here are cached (default: $RBE_CACHE or "
+                                        "~/.cache/robustbench_ens/models)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:i (default: the suite's, auto: a GPU where there is one)")
     args = parser.parse_args(argv)
-    from .zoo import CheckpointError, load_checkpoint
+    if args.checkpoint.suffix != ".safetensors" or not all(path.suffix == ".safetensors" for path in args.members):
+        parser.error("the model and its members must be .safetensors checkpoints of the zoo's format")
+    from .cli import user_errors
+    from .zoo import load_checkpoint
 
     try:
         model = load_checkpoint(args.checkpoint)[0]
         members = [load_checkpoint(path)[0] for path in args.members]
         result = benchmark(model, args.suite, members=members or None,
                            name=args.name or re.sub(r"[^A-Za-z0-9_.-]", "-", args.checkpoint.stem), data=args.data,
-                           models=args.models, out=args.out, n_examples=args.n_examples)
-    except (CheckpointError, SuiteError, ValueError, TypeError) as error:
+                           models=args.models, out=args.out, n_examples=args.n_examples, cache=args.cache,
+                           device=args.device)
+    except (*user_errors(), ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(result.summary())

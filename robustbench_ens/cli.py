@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                                       compile=args.compile),
             command=shlex.join(["python", "run_all.py", *(sys.argv[1:] if argv is None else argv)]))
         result = run_suite(config)
-    except _user_errors() as error:
+    except user_errors() as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -211,7 +211,7 @@ def _optional_path(value: str | None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
+def user_errors() -> tuple[type[Exception], ...]:
     from attacks import UnknownAttackError
     from defenses import UnknownDefenseError
 

@@ -109,4 +109,12 @@ def test_the_command_line_form(suite_file, tmp_path, slice_path, models_path, ca
     out = capsys.readouterr().out
     assert "tiny on suite bench-smoke (8 test points)" in out and "white-box:" in out
     assert main([str(tmp_path / "absent.safetensors"), "--suite", str(suite_file)]) == 2
+    assert main([str(checkpoint), "--suite", str(suite_file), "--device", "tpu"]) == 2
+    assert "unknown device 'tpu'" in capsys.readouterr().err
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
+    assert main([str(checkpoint), "--suite", str(suite_file), "--data", str(tmp_path / "bad.npz")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a usage error: not a checkpoint
+        main([str(tmp_path / "README.md"), "--suite", str(suite_file)])
+    assert ".safetensors checkpoints" in capsys.readouterr().err
     json.loads((tmp_path / "run" / "benchmark-tiny" / "leaderboard.json").read_text())
