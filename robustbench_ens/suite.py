@@ -64,7 +64,7 @@ other suite by its path. Schema (every table is checked; unknown keys are errors
     [[defenses]]
     name = "CNN-A (certified)"   members = ["cnn_a"]   # kind "single" (the default)
     certify = "ibp"                          # optional: IBP's certified points at every eps, a floor that no
-                                             # attack may break (robustbench_ens.certify; Linf only)
+                                             # attack may break (robustbench_ens.certify)
 """
 from __future__ import annotations
 
@@ -423,6 +423,13 @@ class _Table:
             raise SuiteError(f"{self.where}: {key!r} must be a string, got {value!r}")
         return value
 
+    def flag(self, key) -> bool:
+        """A true/false value (false if absent)."""
+        value = self.get(key, False)
+        if not isinstance(value, bool):
+            raise SuiteError(f"{self.where}: {key!r} must be true or false, got {value!r}")
+        return value
+
     def names(self, key, default=()) -> tuple[str, ...]:
         """A list of names (``default`` if absent)."""
         value = self.get(key, list(default))
@@ -465,7 +472,7 @@ def _model_entry(name: str, spec, source: str) -> ModelEntry:
                        checkpoint=checkpoint, train=table.table("train"),
                        seed=_int(table.get("seed", 0), f"models.{name}.seed"), source=table.text("source", ""),
                        licence=table.text("licence", ""),
-                       require_checkpoint=bool(table.get("require_checkpoint", False)),
+                       require_checkpoint=table.flag("require_checkpoint"),
                        method=method, bases=table.names("from"), params=table.table("params"),
                        threat_model=table.text("threat_model", "Linf"))
     table.reject_unknown()
@@ -528,10 +535,8 @@ def _attack_entries(index: int, spec, default_surrogates, pools: dict, norm: str
                         defenses=None if defenses is None else _names(defenses, table.where, "defenses"))
     chosen = table.names("pools", tuple(pools) if "surrogates" not in table.raw else ())
     restarts = _positive_int(table.get("restarts", 1), f"{table.where} restarts")
-    cascade = table.get("cascade", False)
+    cascade = table.flag("cascade")
     table.reject_unknown()
-    if not isinstance(cascade, bool):
-        raise SuiteError(f"{table.where} ({entry.name}): cascade must be true or false, got {cascade!r}")
     if cascade and on == "surrogates":
         raise SuiteError(f"{table.where} ({entry.name}): cascade is for attacks on each defense (on = \"defense\" or "
                          "\"adaptive\"); a transfer set is crafted once for every defense")

@@ -172,7 +172,8 @@ class Workspace:
         path = adv_file(self.adv_folder, cell.after)
         if not path.is_file():
             raise CascadeError(f"the cascade's stage before {cell.attack} on {cell.defense} at eps "
-                               f"{fmt_eps(cell.eps)} has no saved set (it failed); {cell.attack} runs once it has one")
+                               f"{fmt_eps(cell.eps)} has no saved set (it failed); once its cause is fixed, "
+                               "--retry-failed runs both again")
         start = load_file(path)["x_adv"]
         # as the stage's cell recorded them, when it was evaluated in this process
         predicted = self._adv_pred.pop(cell.after, None)
@@ -255,7 +256,7 @@ def resolve_models(suite: Suite, data, config, device) -> tuple[dict, dict]:
                                                     progress=config.progress)
             models[name] = model.to(device).eval()
         provenance[name] = {**provenance[name], "about": entry.source}
-        if entry.licence:
+        if entry.licence and not provenance[name].get("license"):  # the file's own licence comes first
             provenance[name]["license"] = entry.licence
     return models, provenance
 

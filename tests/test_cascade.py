@@ -109,7 +109,7 @@ def test_only_attacks_on_each_defense_can_be_cascaded(tmp_path):
     with pytest.raises(SuiteError, match="cascade is for attacks on each defense"):
         load_suite(str(path))
     path.write_text(SUITE.format(cascade='cascade = "yes"'))
-    with pytest.raises(SuiteError, match="cascade must be true or false"):
+    with pytest.raises(SuiteError, match="'cascade' must be true or false"):
         load_suite(str(path))
 
 

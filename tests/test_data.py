@@ -86,7 +86,7 @@ def test_bad_npz(tmp_path, problem):
         np.savez(path, **arrays)
     if problem == "truncated":
         path.write_bytes(path.read_bytes()[:1000])
-    message = {"truncated": "cannot read .* as an .npz", "objects": "Python objects"}.get(problem, "")
+    message = {"truncated": "cannot read .* as an .npz", "objects": "Python objects"}.get(problem)
     with pytest.raises(DataError, match=message):
         load_cifar10(path)
 

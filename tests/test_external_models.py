@@ -218,10 +218,11 @@ def test_the_weights_licence_comes_from_the_file_else_the_suite_else_says_not_st
     save_file(state, str(tmp_path / "models" / "without.safetensors"), metadata=meta)
     entries = "".join(f'[models.{name}]\narch = "resnet20_a"\ncheckpoint = "{file}"\nsource = "a test file"\n{extra}'
                       for name, file, extra in [("a", "with", ""), ("b", "without", 'licence = "BSD-2-Clause"\n'),
-                                                ("c", "without", "")])
+                                                ("c", "without", ""), ("d", "with", 'licence = "GPL-3.0"\n')])
     suite = suite_with(entries)
     assert suite.models["b"].licence == "BSD-2-Clause" and suite.models["a"].licence == ""
     _, provenance = resolve(suite, tmp_path / "models", tmp_path / "cache")
     assert _origin_text(provenance["a"]) == "pretrained file with.safetensors, a test file (licence: MIT)"
     assert _origin_text(provenance["b"]).endswith("(licence: BSD-2-Clause)")
     assert _origin_text(provenance["c"]).endswith("(licence: not stated)")
+    assert _origin_text(provenance["d"]).endswith("(licence: MIT)"), "the file's own licence comes first"

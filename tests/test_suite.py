@@ -122,6 +122,9 @@ def test_minimal_suite_file(tmp_path):
      "certify must be one of 'ibp', got 'crown'"),
     ("[[defenses]]\nname = \"e\"\nkind = \"ensemble\"\nmembers = [\"b\"]\ncertify = \"ibp\"\n",
      "certify needs a defense of kind \"single\""),
+    ("[models.l]\narch = \"resnet20_a\"\nrequire_checkpoint = \"false\"\n",
+     "'require_checkpoint' must be true or false"),
+    ("[data]\nn_examples = \"16\"\n", "n_examples must be an integer"),
 ])
 def test_bad_suite_files(tmp_path, extra, match):
     with pytest.raises(SuiteError, match=match):
