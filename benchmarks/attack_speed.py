@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--default-allocator", action="store_true",
                         help="leave the C library's malloc as it comes (default: tuned as run_all.py does, "
                              "see robustbench_ens.environment.tune_cpu_allocator)")
+    parser.add_argument("--no-onednn", action="store_true",
+                        help="turn oneDNN (mkldnn) off on the CPU, to measure what it brings (default: on, as torch "
+                             "has it)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/results/"
                                                                 "attack_speed_<device>.json)")
     return parser
@@ -101,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     device = environment.select_device(args.device)
     threads = environment.configure_threads(args.threads)
+    torch.backends.mkldnn.enabled = not args.no_onednn
     batch = args.batch or (512 if device.type == "cuda" else 128)
     args.repeats = args.repeats or (3 if device.type == "cuda" else 1)
     if max(args.surrogates) > len(SURROGATES):
@@ -114,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         peaks["bf16"] = matmul_peak(device, torch.bfloat16)
     machine = {**environment.hardware(device), "threads": threads, "allocator": allocator,
+               "onednn": torch.backends.mkldnn.enabled,
                "matmul_peak_flops": peaks}
     per_image = {name: dict(zip(("forward", "backward"), (f / batch for f in pass_flops(
         model, tuple(images.shape), device)))) for name, model in zip(SURROGATES, load_surrogates(
