@@ -551,6 +551,9 @@ backed_by = [{ page = "suite_a/README.md", what = "paired tests" }]
     (tmp_path / "answers.toml").write_text('[[answer]]\nquestion = "Q?"\n')
     with pytest.raises(ValueError, match="answer 1 needs"):
         read_answers(tmp_path)
+    (tmp_path / "answers.toml").write_text('[[answer]]\nquestion = "Q?"\nanswer = "`Ens` wins"\nbacked_by = []\n')
+    with pytest.raises(ValueError, match="answer 1 is plain text"):
+        read_answers(tmp_path)
 
 
 def test_the_strongest_attack_cell_names_at_most_two_tied_attacks():

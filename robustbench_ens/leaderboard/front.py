@@ -92,6 +92,9 @@ def read_answers(root: Path) -> list[dict]:
         missing = {"question", "answer"} - item.keys()
         if missing or not all({"page", "what"} <= link.keys() for link in item.get("backed_by", [])):
             raise ValueError(f"{path}: answer {number} needs question, answer and backed_by = [{{page, what}}]")
+        if any(mark in item[key] for key in ("question", "answer") for mark in "`*"):
+            raise ValueError(f"{path}: answer {number} is plain text, shown as written on both pages: no Markdown "
+                             "(` *)")
     return answers
 
 
