@@ -13,6 +13,9 @@ modules that attacks (and ensemble defenses) use exactly as the models they repl
   run faster there); converted in place.
 - ``compile``: ``torch.compile`` on each model or stack, in place (types kept); torch's donated
   buffers are turned off (process-wide), since attacks backpropagate with ``retain_graph=True``.
+  ``True`` compiles in torch's default mode; a string names another mode: ``"reduce-overhead"``
+  replays each compiled pass as a CUDA graph on a GPU (for small models whose passes are bound
+  by kernel launches; on a CPU it compiles as the default mode does), ``"max-autotune"``.
 
 bf16 needs no wrapper: call the attack inside ``torch.autocast(device_type, dtype=torch.bfloat16)``.
 Every attack's own arithmetic (momentum, projection, signs) is element-wise and stays float32;
@@ -113,7 +116,7 @@ def member_outputs(models: Sequence[nn.Module], x: torch.Tensor) -> list[torch.T
 
 
 def accelerate(models: nn.Module | Sequence[nn.Module], *, stack: bool = False, channels_last: bool = False,
-               compile: bool = False) -> list[nn.Module]:
+               compile: bool | str = False) -> list[nn.Module]:
     """The models, made faster as asked (see the module docstring); same order, same outputs."""
     models = [models] if isinstance(models, nn.Module) else list(models)
     if channels_last:
@@ -122,6 +125,10 @@ def accelerate(models: nn.Module | Sequence[nn.Module], *, stack: bool = False, 
     if stack:
         models = stack_same_architecture(models)
     if compile:
+        mode = None if compile is True else compile
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"compile must be True or one of {', '.join(map(repr, COMPILE_MODES[1:]))}, "
+                             f"got {compile!r}")
         # attacks that take several gradients through one forward (AdaEA's per-model gradients) backpropagate with
         # retain_graph=True, which a compiled backward refuses when it donates its buffers (found by
         # benchmarks/attack_speed.py --variants compile on the CPU): turned off, at the cost of some backward memory
@@ -129,8 +136,11 @@ def accelerate(models: nn.Module | Sequence[nn.Module], *, stack: bool = False, 
             functorch_config.donated_buffer = False
         for module in {id(m): _compiled_unit(m) for m in models}.values():
             if getattr(module, "_compiled_call_impl", None) is None:  # compiled once, not again per call
-                module.compile()
+                module.compile(mode=mode)
     return models
+
+
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 
 
 def stack_same_architecture(models: Sequence[nn.Module]) -> list[nn.Module]:

@@ -15,9 +15,10 @@ CIFAR-10 test images, this script
    a GPU). The JSON also lists each surrogate's forward and backward FLOPs per image.
 
 Variants (``--variants``): ``fp32`` (plain), ``bf16`` (the attack inside torch.autocast),
-``channels_last``, ``stack`` (same-architecture surrogates vmapped together) and ``compile``
-(torch.compile); see :mod:`attacks.acceleration`. A variant's efficiency is against the
-passes of its own (accelerated) models; its speed-up is against ``fp32``.
+``channels_last``, ``stack`` (same-architecture surrogates vmapped together), ``compile``
+(torch.compile) and ``cudagraphs`` (torch.compile's reduce-overhead mode: CUDA graphs on a
+GPU); see :mod:`attacks.acceleration`. A variant's efficiency is against the passes of its own
+(accelerated) models; its speed-up is against ``fp32``.
 
 Example (the published CPU figures)::
 
@@ -66,7 +67,7 @@ ATTACKS = {
     "AutoAttack-APGD-CE": ("autoattack", {"version": "custom", "attacks": ["apgd-ce"]}, "n_iter", True),
     "Square-1k": ("square", {"n_queries": 1000}, "n_queries", True),  # the suites' budget (paper: 5000)
 }
-VARIANTS = ("fp32", "bf16", "channels_last", "stack", "compile")
+VARIANTS = ("fp32", "bf16", "channels_last", "stack", "compile", "cudagraphs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +151,8 @@ def load_surrogates(folder: Path, k: int, device) -> list[torch.nn.Module]:
 def accelerated(models, variant: str):
     if variant in ("channels_last", "stack", "compile"):
         return accelerate(models, **{variant: True})
+    if variant == "cudagraphs":  # torch.compile's reduce-overhead mode: each pass replayed as a CUDA graph
+        return accelerate(models, compile="reduce-overhead")
     return models
 
 

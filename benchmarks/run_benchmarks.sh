@@ -5,13 +5,13 @@
 # OUT: results folder (default benchmarks/results). The comparison with the official CWA and AdaEA
 # code runs when $RBE_CWA_CODE and $RBE_ADAEA_CODE name copies of those repositories.
 # Optional: $STEPS (override every attack's iterations in attack_speed, to save time on a CPU),
-# $VARIANTS (default: bf16 channels_last stack compile on cuda; stack channels_last on cpu),
+# $VARIANTS (default: bf16 channels_last stack compile cudagraphs on cuda; stack channels_last on cpu),
 # $GRID_N and $BF16_N (test images), $PYTHON (default python3).
 set -uo pipefail
 models=${1:?MODELS folder}; data=${2:?DATA path}; device=${3:?DEVICE (cpu or cuda)}; out=${4:-benchmarks/results}
 python=${PYTHON:-python3}
 mkdir -p "$out"
-if [ "$device" = cpu ]; then variants=${VARIANTS:-stack channels_last}; else variants=${VARIANTS:-bf16 channels_last stack compile}; fi
+if [ "$device" = cpu ]; then variants=${VARIANTS:-stack channels_last}; else variants=${VARIANTS:-bf16 channels_last stack compile cudagraphs}; fi
 status=0
 run() { echo "== $*"; "$python" "$@" || status=1; }
 common=(--models "$models" --data "$data" --device "$device")

@@ -70,6 +70,18 @@ def test_compiling_twice_compiles_once(tiny_models):
     assert config.donated_buffer is False, "AdaEA's retain_graph=True needs undonated buffers"
 
 
+def test_a_compile_mode_is_passed_to_torch_and_a_bad_one_refused(tiny_models, monkeypatch):
+    import copy
+
+    modes = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: modes.append(kwargs.get("mode")))
+    accelerate([copy.deepcopy(tiny_models[0])], compile="reduce-overhead")
+    accelerate([copy.deepcopy(tiny_models[0])], compile=True)
+    assert modes == ["reduce-overhead", None], "CUDA graphs by name; True is torch's default mode"
+    with pytest.raises(ValueError, match="compile must be True or one of"):
+        accelerate(tiny_models[:1], compile="fastest")
+
+
 def test_channels_last_keeps_outputs(tiny_models, batch):
     x, _ = batch
     expected = [m(x) for m in tiny_models]
