@@ -28,6 +28,17 @@ def checked_logits(logits: torch.Tensor, n_images: int, num_classes: int, what: 
     return logits
 
 
+def refuse_probabilities(scores: torch.Tensor, what: str) -> None:
+    """A ModelOutputError naming ``what`` when its ``scores`` are probabilities (every row in [0, 1], summing to 1):
+    the attacks differentiate logits (cross-entropy, the CW margin and Ens's logit fusion take scores before the
+    softmax), and on probabilities they are weaker, so robust accuracy would come out too high."""
+    if len(scores) and (scores >= 0).all() and (scores <= 1).all() and \
+            torch.allclose(scores.sum(dim=1), torch.ones(len(scores), dtype=scores.dtype, device=scores.device),
+                           atol=1e-4):
+        raise ModelOutputError(f"{what} outputs probabilities (every row sums to 1); it must output logits (or "
+                               "log-probabilities): the attacks' losses take scores before the softmax")
+
+
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device | str,
             num_classes: int = NUM_CLASSES) -> torch.Tensor:

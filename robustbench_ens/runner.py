@@ -35,7 +35,7 @@ from .leaderboard import write_leaderboard
 from .leaderboard.front import write_front_page
 from .leaderboard.format import fmt_eps
 from .leaderboard.per_example import FILENAME as PER_EXAMPLE_FILE
-from .metrics import accuracy, checked_logits
+from .metrics import accuracy, checked_logits, refuse_probabilities
 from .store import ResultStore
 from .suite import CLEAN, EXTERNAL_LIBRARIES, AttackEntry, DefenseEntry, Suite, SuiteError, at_eps
 from .whitebox import attack_kind, attacked_model, eot_samples, whitebox_params
@@ -214,12 +214,13 @@ def adaptive_on_aggregates(suite: Suite, defenses: dict) -> Suite:
 
 @torch.no_grad()
 def _check_outputs(suite: Suite, models: dict, defenses: dict, images: torch.Tensor) -> None:
-    """Every surrogate and defense gives finite scores over the data's classes, before any work."""
+    """Every surrogate and defense gives finite scores over the data's classes, and not probabilities, before any
+    work."""
     surrogates = dict.fromkeys(m for a in suite.attacks for m in a.surrogates)
     checks = [(f"surrogate model {name!r}", member) for name in surrogates for member in expand_models(models, [name])]
     checks += [(f"defense {name!r}", defense.eval()) for name, defense in defenses.items()]
     for what, model in checks:
-        checked_logits(model(images), len(images), NUM_CLASSES, what)
+        refuse_probabilities(checked_logits(model(images), len(images), NUM_CLASSES, what), what)
 
 
 def _certificates(suite: Suite, defenses: dict, images: torch.Tensor, labels: torch.Tensor, device) -> dict:

@@ -446,14 +446,27 @@ def test_a_model_with_wrong_or_non_finite_outputs_stops_the_run(tmp_path, slice_
         def forward(self, x):
             return torch.full((len(x), self.classes), self.fill) + self.weight
 
+    class Softmaxed(torch.nn.Module):  # a model that ends in a softmax: the attacks would be weaker on it
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model(x).softmax(dim=1)
+
     built = workspace.build_defenses
     monkeypatch.chdir(tmp_path)
     args = ["--suite", "smoke", "--data", str(slice_path), "--models", str(models_path), "--no-progress",
             "--cache", str(tmp_path / "cache")]
     for broken, expected in ((Broken(5), "defense 'resnet2b-at' outputs shape (2, 5) on 2 images; expected (2, 10)"),
-                             (Broken(10, float("nan")), "defense 'resnet2b-at' outputs NaN or infinite scores")):
-        monkeypatch.setattr(workspace, "build_defenses",
-                            lambda *a, b=broken: {**built(*a), "resnet2b-at": b})  # noqa: B023
+                             (Broken(10, float("nan")), "defense 'resnet2b-at' outputs NaN or infinite scores"),
+                             ("softmax", "defense 'resnet2b-at' outputs probabilities (every row sums to 1)")):
+        def replaced(*a, b=broken):
+            made = built(*a)
+            made["resnet2b-at"] = Softmaxed(made["resnet2b-at"]) if b == "softmax" else b
+            return made
+
+        monkeypatch.setattr(workspace, "build_defenses", replaced)
         assert main(args) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"error: {expected}")
