@@ -360,7 +360,8 @@ def _setting(suite, data, images, labels, models, provenance, cells, device, ver
         "date": now(),
         "version": versions["robustbench_ens"], "git_commit": versions["git_commit"],
         "hardware": environment.hardware(device),
-        "libraries": ", ".join(f"{k} {v}" for k, v in versions.items() if k not in ("git_commit", "robustbench_ens")),
+        "libraries": ", ".join(f"{k} {v}" for k, v in versions.items()
+                               if k not in ("git_commit", "robustbench_ens", "cpu", "gpu")),  # the machine: hardware
         "data": {"source": data.source, "file_sha256": data.file_sha256, "sha256": data.sha256,
                  "n_examples": len(images), "indices": data.indices_text(len(images))},
         "threat": {"norm": suite.norm, "eps": list(suite.eps), "headline_eps": suite.headline_eps},

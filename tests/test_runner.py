@@ -66,6 +66,9 @@ def test_smoke_grid_crafts_once_per_attack_and_eps(tmp_path, slice_path, models_
     with sqlite3.connect(tmp_path / "run" / "results.sqlite") as db:
         recorded = [json.loads(v) for (v,) in db.execute("SELECT versions FROM cells")]
     assert len(recorded) == N_CELLS and all(v["cpu"] and v["torch"] and "gpu" not in v for v in recorded)
+    setting = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())["setting"]
+    assert "torch" in setting["libraries"] and "cpu" not in setting["libraries"], "the machine is under hardware"
+    assert setting["hardware"]["cpu"] == recorded[0]["cpu"]
     # a standard ensemble falls at 8/255 far below its clean accuracy
     baseline = attacked[(attacked["defense"] == "baseline-ens") & (attacked["eps"] == 8 / 255)]
     assert (baseline["robust_acc"] < clean.loc["baseline-ens", "clean_acc"] - 0.3).all()
