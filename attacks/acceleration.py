@@ -115,6 +115,9 @@ def member_outputs(models: Sequence[nn.Module], x: torch.Tensor) -> list[torch.T
     return outputs
 
 
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
+
+
 def accelerate(models: nn.Module | Sequence[nn.Module], *, stack: bool = False, channels_last: bool = False,
                compile: bool | str = False) -> list[nn.Module]:
     """The models, made faster as asked (see the module docstring); same order, same outputs."""
@@ -138,9 +141,6 @@ def accelerate(models: nn.Module | Sequence[nn.Module], *, stack: bool = False, 
             if getattr(module, "_compiled_call_impl", None) is None:  # compiled once, not again per call
                 module.compile(mode=mode)
     return models
-
-
-COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 
 
 def stack_same_architecture(models: Sequence[nn.Module]) -> list[nn.Module]:

@@ -417,7 +417,7 @@ def _origin_text(provenance: dict) -> str:
         return f"{provenance['source']}{about}"
     when = {"trained": "in this run", "cache": "cached from an earlier run"}.get(provenance.get("origin"),
                                                                                 provenance.get("origin"))
-    accuracy = provenance.get("clean_acc")
-    accuracy = f", {100 * accuracy:.1f} % clean accuracy on the test split" if isinstance(accuracy, float) else ""
+    clean_acc = provenance.get("clean_acc")  # (not "accuracy": that is the metric this module imports)
+    measured = f", {100 * clean_acc:.1f} % clean accuracy on the test split" if isinstance(clean_acc, float) else ""
     return (f"trained here by the zoo ({when}; recipe {json.dumps(provenance.get('recipe', {}), sort_keys=True)}"
-            f"{accuracy})")
+            f"{measured})")

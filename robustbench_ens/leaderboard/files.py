@@ -16,7 +16,6 @@ def csv_text(df: pd.DataFrame) -> str:
     return df.to_csv(index=False, lineterminator="\n")
 
 
-
 def to_jsonable(x: Any) -> Any:
     """Plain JSON types: NaN/inf -> None, numpy scalars -> Python, DataFrames -> records."""
     if x is None or isinstance(x, (bool, str)):
@@ -50,4 +49,3 @@ def to_jsonable(x: Any) -> Any:
 def json_text(obj: Any) -> str:
     """Strict JSON (``allow_nan=False``): every NaN has become ``null`` first."""
     return json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-

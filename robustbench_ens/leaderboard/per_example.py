@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-
 if TYPE_CHECKING:
     from .tables import Leaderboard
 
@@ -56,7 +55,6 @@ def per_example_bytes(frame: pd.DataFrame) -> bytes:
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as archive:
         archive.write(text.encode("utf-8"))
     return buffer.getvalue()
-
 
 
 def read_per_example(path: Path) -> pd.DataFrame:
